@@ -1,0 +1,1 @@
+"""HTTP + SSE API (FastAPI). Routes call services; they never touch SQL."""

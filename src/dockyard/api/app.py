@@ -1,0 +1,149 @@
+"""The ASGI application: routers, error mapping, body limits and lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dockyard.api import assistants, runs, store, threads
+from dockyard.config import ProjectConfig, Settings
+from dockyard.errors import DockyardError
+from dockyard.services.core import Dockyard
+
+log = logging.getLogger("dockyard.api")
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, by header or while reading."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await _too_large(self.limit, send)
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLarge:
+            await _too_large(self.limit, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(limit: int, send: Send) -> None:
+    resp = JSONResponse(
+        {"detail": f"Request body exceeds {limit} bytes (DOCKYARD_MAX_BODY_BYTES)",
+         "code": "payload_too_large"},
+        status_code=413,
+    )
+    await resp({"type": "http"}, _noop_receive, send)
+
+
+async def _noop_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "json_invalid":
+            return "Malformed JSON in request body: " + str(err.get("ctx", {}).get("error", msg))
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown field (not part of the API)"
+        parts.append(f"{loc or 'body'}: {msg}")
+    return "Invalid request: " + "; ".join(parts)
+
+
+def create_app(project: ProjectConfig, settings: Settings, *, dev: bool = False) -> FastAPI:
+    dockyard = Dockyard(project, settings, dev=dev)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await dockyard.start()
+        try:
+            yield
+        finally:
+            await dockyard.stop()
+
+    app = FastAPI(
+        title="Dockyard",
+        version="0.1.0",
+        summary="Self-hosted agent server compatible with the LangGraph Agent Server API",
+        lifespan=lifespan,
+    )
+    app.state.dockyard = dockyard
+
+    @app.exception_handler(DockyardError)
+    async def dockyard_error(_: Request, exc: DockyardError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("request_failed code=%s message=%s", exc.code, exc.message)
+        return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": _validation_message(exc), "code": "invalid_input",
+             "errors": _safe_errors(exc)},
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail, "code": "http_error"},
+                            status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_error")
+        return JSONResponse({"detail": "Internal server error", "code": "internal"},
+                            status_code=500)
+
+    @app.get("/ok", tags=["system"])
+    async def ok() -> dict[str, Any]:
+        return {"ok": True}
+
+    @app.get("/info", tags=["system"])
+    async def info() -> dict[str, Any]:
+        return dockyard.info()
+
+    for module in (assistants, threads, runs, store):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def _safe_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors()[:20]:
+        out.append({"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg"),
+                    "type": err.get("type")})
+    return out

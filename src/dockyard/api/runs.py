@@ -1,0 +1,190 @@
+"""Run routes, on threads and stateless: create, stream, wait, join, cancel, list, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from dockyard.api.deps import app_of, tenant_of
+from dockyard.api.schemas import RunCancelMany, RunCreate
+from dockyard.api.sse import sse_response
+from dockyard.errors import InvalidInput
+from dockyard.serde import json_dumps
+from dockyard.services.core import Dockyard
+from dockyard.streams.base import Event
+
+router = APIRouter(tags=["runs"])
+
+
+def _locations(run: dict[str, Any], suffix: str) -> dict[str, str]:
+    base = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
+    return {"Location": f"{base}/{suffix}", "Content-Location": base}
+
+
+class _JSON(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return json_dumps(content)
+
+
+async def _create(app: Dockyard, tenant: str, thread_id: str | None, body: RunCreate) -> dict[str, Any]:
+    return await app.runs.create(tenant, thread_id, body.to_payload())
+
+
+def _stream(
+    app: Dockyard, tenant: str, run: dict[str, Any], *, last_event_id: str | None = None,
+    modes: list[str] | None = None, cancel_on_disconnect: bool = False,
+) -> StreamingResponse:
+    row = {"run_id": run["run_id"], "thread_id": run["thread_id"]}
+
+    async def on_disconnect() -> None:
+        fresh = await app.runs.queue.get(tenant, run["run_id"])
+        if fresh is not None and fresh["status"] in ("pending", "running"):
+            await app.runs.cancel(tenant, run["thread_id"], run["run_id"])
+
+    events = app.runs.events(tenant, row, last_event_id=last_event_id, modes=modes)
+    return sse_response(
+        events, heartbeat=app.settings.heartbeat_seconds,
+        on_disconnect=on_disconnect if cancel_on_disconnect else None,
+        headers=_locations(run, "stream"),
+    )
+
+
+# ---- stateful -------------------------------------------------------------------------
+@router.post("/threads/{thread_id}/runs")
+async def create_run(
+    thread_id: str, body: RunCreate, app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
+) -> Response:
+    run = await _create(app, tenant, thread_id, body)
+    return _JSON(run, headers=_locations(run, "join"))
+
+
+@router.post("/threads/{thread_id}/runs/stream")
+async def stream_run(
+    thread_id: str, body: RunCreate, app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
+) -> StreamingResponse:
+    run = await _create(app, tenant, thread_id, body)
+    return _stream(app, tenant, run, cancel_on_disconnect=body.on_disconnect == "cancel")
+
+
+@router.post("/threads/{thread_id}/runs/wait")
+async def wait_run(
+    thread_id: str, body: RunCreate, app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
+) -> Response:
+    run = await _create(app, tenant, thread_id, body)
+    result = await app.runs.result(tenant, run)
+    return _JSON(result, headers=_locations(run, "join"))
+
+
+@router.get("/threads/{thread_id}/runs")
+async def list_runs(
+    thread_id: str, limit: int = Query(10, ge=0, le=1000), offset: int = Query(0, ge=0),
+    status: str | None = None, select: list[str] | None = Query(None),
+    app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
+) -> list[dict[str, Any]]:
+    rows = await app.runs.list_for_thread(tenant, thread_id, status=status, limit=limit, offset=offset)
+    if select:
+        rows = [{k: r[k] for k in select if k in r} for r in rows]
+    return rows
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}")
+async def get_run(
+    thread_id: str, run_id: str, app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
+) -> dict[str, Any]:
+    return await app.runs.get(tenant, thread_id, run_id)
+
+
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
+async def delete_run(
+    thread_id: str, run_id: str, app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
+) -> Response:
+    await app.runs.delete(tenant, thread_id, run_id)
+    return Response(status_code=204)
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=202)
+async def cancel_run(
+    thread_id: str, run_id: str, wait: bool = False, action: str = "interrupt",
+    app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
+) -> Response:
+    await app.runs.cancel(tenant, thread_id, run_id, action=action, wait=wait)
+    return Response(status_code=202 if not wait else 200)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/join")
+async def join_run(
+    thread_id: str, run_id: str, app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
+) -> Response:
+    run = await app.runs.get(tenant, thread_id, run_id)
+    return _JSON(await app.runs.result(tenant, run))
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/stream")
+async def join_stream(
+    thread_id: str, run_id: str, request: Request,
+    cancel_on_disconnect: bool = False, stream_mode: list[str] | None = Query(None),
+    last_event_id: str | None = Header(None, alias="Last-Event-ID"),
+    app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
+) -> StreamingResponse:
+    run = await app.runs.get(tenant, thread_id, run_id)
+    return _stream(
+        app, tenant, run, last_event_id=last_event_id, modes=stream_mode or None,
+        cancel_on_disconnect=cancel_on_disconnect,
+    )
+
+
+# ---- stateless ------------------------------------------------------------------------
+@router.post("/runs")
+async def create_stateless_run(
+    body: RunCreate, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
+) -> Response:
+    run = await _create(app, tenant, None, body)
+    return _JSON(run, headers=_locations(run, "join"))
+
+
+@router.post("/runs/stream")
+async def stream_stateless_run(
+    body: RunCreate, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
+) -> StreamingResponse:
+    run = await _create(app, tenant, None, body)
+    return _stream(app, tenant, run, cancel_on_disconnect=body.on_disconnect == "cancel")
+
+
+@router.post("/runs/wait")
+async def wait_stateless_run(
+    body: RunCreate, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
+) -> Response:
+    run = await _create(app, tenant, None, body)
+    return _JSON(await app.runs.result(tenant, run))
+
+
+@router.post("/runs/batch")
+async def batch_runs(
+    body: list[RunCreate] = Body(...), app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
+) -> list[dict[str, Any]]:
+    if len(body) > 1000:
+        raise InvalidInput("A batch holds at most 1000 runs")
+    return [await _create(app, tenant, None, b) for b in body]
+
+
+@router.post("/runs/cancel", status_code=204)
+async def cancel_runs(
+    body: RunCancelMany, action: str = "interrupt", app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
+) -> Response:
+    await app.runs.cancel_many(
+        tenant, thread_id=body.thread_id, run_ids=body.run_ids, status=body.status, action=action
+    )
+    return Response(status_code=204)
+
+
+__all__ = ["Event", "router"]

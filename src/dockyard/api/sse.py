@@ -1,0 +1,70 @@
+"""Server-sent events: encoding, heartbeats on idle streams, cancel-on-disconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from starlette.responses import StreamingResponse
+
+from dockyard.streams.base import Event
+
+
+def encode(ev: Event) -> bytes:
+    return b"event: " + ev.event.encode() + b"\ndata: " + ev.data + b"\nid: " + ev.id.encode() + b"\n\n"
+
+
+async def _with_heartbeats(
+    events: AsyncIterator[Event], heartbeat: float
+) -> AsyncIterator[bytes]:
+    it = aiter(events)
+    nxt: asyncio.Task[Event] | None = None
+    try:
+        while True:
+            if nxt is None:
+                nxt = asyncio.ensure_future(anext(it))
+            done, _ = await asyncio.wait({nxt}, timeout=heartbeat)
+            if not done:
+                yield b": heartbeat\n\n"
+                continue
+            try:
+                ev = nxt.result()
+            except StopAsyncIteration:
+                return
+            nxt = None
+            yield encode(ev)
+    finally:
+        if nxt is not None and not nxt.done():
+            nxt.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await nxt
+        aclose = getattr(it, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
+
+
+def sse_response(
+    events: AsyncIterator[Event],
+    *,
+    heartbeat: float,
+    on_disconnect: Callable[[], Awaitable[None]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        finished = False
+        try:
+            async for chunk in _with_heartbeats(events, heartbeat):
+                yield chunk
+            finished = True
+        finally:
+            if not finished and on_disconnect is not None:
+                # The client went away mid-stream (on_disconnect=cancel).
+                await asyncio.shield(on_disconnect())
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no", **(headers or {})},
+    )

@@ -1,0 +1,184 @@
+"""/threads routes: CRUD, search, copy, prune, state and history."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from dockyard.api.deps import app_of, select_fields, tenant_of
+from dockyard.api.schemas import (
+    HistoryQuery,
+    StateCheckpoint,
+    StateUpdate,
+    ThreadCount,
+    ThreadCreate,
+    ThreadPatch,
+    ThreadPrune,
+    ThreadSearch,
+    reject_unsupported,
+)
+from dockyard.errors import InvalidInput
+from dockyard.services.core import Dockyard
+
+router = APIRouter(prefix="/threads", tags=["threads"])
+
+_TTL = "thread TTLs are not implemented; prune threads with POST /threads/prune"
+
+
+@router.post("")
+async def create_thread(
+    body: ThreadCreate, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
+) -> dict[str, Any]:
+    reject_unsupported(body, {"supersteps": "create the thread, then POST its state", "ttl": _TTL})
+    return await app.threads.create(
+        tenant, thread_id=body.thread_id, metadata=body.metadata,
+        if_exists=body.if_exists or "raise",
+    )
+
+
+@router.post("/search")
+async def search_threads(
+    body: ThreadSearch, response: Response, app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
+) -> list[dict[str, Any]]:
+    rows = await app.threads.search(
+        tenant, ids=body.ids, metadata=body.metadata, values=body.values, status=body.status,
+        limit=body.limit, offset=body.offset, sort_by=body.sort_by, sort_order=body.sort_order,
+    )
+    if len(rows) == body.limit and body.limit > 0:
+        response.headers["X-Pagination-Next"] = str(body.offset + body.limit)
+    if body.extract:
+        for row in rows:
+            row["extracted"] = {k: extract_path(row, p) for k, p in body.extract.items()}
+    return select_fields(rows, body.select + (["extracted"] if body.extract else [])
+                         if body.select else None)
+
+
+_STEP = re.compile(r"([A-Za-z0-9_\-]+)|\[(-?\d+)\]")
+
+
+def extract_path(obj: Any, path: str) -> Any:
+    """Follow a path like ``values.messages[-1].content``; missing parts give None."""
+    if len(path) > 256:
+        raise InvalidInput("extract paths are at most 256 characters")
+    cur = obj
+    for part in path.split("."):
+        for m in _STEP.finditer(part):
+            key, idx = m.group(1), m.group(2)
+            try:
+                cur = cur[key] if key is not None else cur[int(idx)]
+            except (KeyError, IndexError, TypeError):
+                return None
+    return cur
+
+
+@router.post("/count")
+async def count_threads(
+    body: ThreadCount, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
+) -> int:
+    return await app.threads.count(
+        tenant, metadata=body.metadata, values=body.values, status=body.status
+    )
+
+
+@router.post("/prune")
+async def prune_threads(
+    body: ThreadPrune, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
+) -> dict[str, Any]:
+    n = await app.threads.prune(tenant, body.thread_ids, body.strategy)
+    return {"pruned_count": n}
+
+
+@router.get("/{thread_id}")
+async def get_thread(
+    thread_id: str, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
+) -> dict[str, Any]:
+    return await app.threads.get(tenant, thread_id)
+
+
+@router.patch("/{thread_id}")
+async def patch_thread(
+    thread_id: str, body: ThreadPatch, app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
+) -> dict[str, Any]:
+    reject_unsupported(body, {"ttl": _TTL})
+    return await app.threads.patch(tenant, thread_id, body.metadata)
+
+
+@router.delete("/{thread_id}", status_code=204)
+async def delete_thread(
+    thread_id: str, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
+) -> Response:
+    await app.threads.delete(tenant, thread_id)
+    return Response(status_code=204)
+
+
+@router.post("/{thread_id}/copy")
+async def copy_thread(
+    thread_id: str, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
+) -> dict[str, Any]:
+    return await app.threads.copy(tenant, thread_id)
+
+
+@router.get("/{thread_id}/state")
+async def get_state(
+    thread_id: str, subgraphs: bool = False, app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
+) -> dict[str, Any]:
+    return await app.threads.state(tenant, thread_id, subgraphs=subgraphs)
+
+
+@router.post("/{thread_id}/state")
+async def update_state(
+    thread_id: str, body: StateUpdate, app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
+) -> dict[str, Any]:
+    checkpoint = body.checkpoint or (
+        {"checkpoint_id": body.checkpoint_id} if body.checkpoint_id else None
+    )
+    return await app.threads.update_state(
+        tenant, thread_id, values=body.values, as_node=body.as_node, checkpoint=checkpoint
+    )
+
+
+@router.post("/{thread_id}/state/checkpoint")
+async def get_state_at(
+    thread_id: str, body: StateCheckpoint, app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
+) -> dict[str, Any]:
+    state = await app.threads.state(
+        tenant, thread_id, checkpoint=body.checkpoint, subgraphs=body.subgraphs
+    )
+    return select_fields([state], body.select)[0]
+
+
+@router.get("/{thread_id}/state/{checkpoint_id}")
+async def get_state_by_id(
+    thread_id: str, checkpoint_id: str, subgraphs: bool = False,
+    app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
+) -> dict[str, Any]:
+    return await app.threads.state(
+        tenant, thread_id, checkpoint={"checkpoint_id": checkpoint_id}, subgraphs=subgraphs
+    )
+
+
+@router.post("/{thread_id}/history")
+async def post_history(
+    thread_id: str, body: HistoryQuery, app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
+) -> list[dict[str, Any]]:
+    rows = await app.threads.history(
+        tenant, thread_id, limit=body.limit, before=body.before, metadata=body.metadata,
+        checkpoint=body.checkpoint,
+    )
+    return select_fields(rows, body.select)
+
+
+@router.get("/{thread_id}/history")
+async def get_history(
+    thread_id: str, limit: int = Query(10, ge=1, le=1000), before: str | None = None,
+    app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
+) -> list[dict[str, Any]]:
+    return await app.threads.history(tenant, thread_id, limit=limit, before=before)

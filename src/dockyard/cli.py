@@ -1,0 +1,144 @@
+"""``dockyard`` command line: dev (one process, reload), serve, migrate.
+
+Every flag names the ``DOCKYARD_*`` variable it sets; flags are passed to the server process
+through those variables, so a reloaded process sees exactly the same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from dockyard import __version__
+from dockyard.config import Settings, find_config_file, load_project
+from dockyard.errors import DockyardError
+
+
+def _add_server_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", nargs="?", default=".",
+                   help="project directory or config file (DOCKYARD_CONFIG)")
+    p.add_argument("--host", help="interface to bind (DOCKYARD_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (DOCKYARD_PORT, default 2024)")
+    p.add_argument("--workers", type=int,
+                   help="runs executed concurrently (DOCKYARD_WORKERS, default 16)")
+    p.add_argument("--data-dir", help="local state directory (DOCKYARD_DATA_DIR)")
+    p.add_argument("--database-url", help="database URL (DOCKYARD_DATABASE_URL)")
+    p.add_argument("--log-level", help="log level (DOCKYARD_LOG_LEVEL, default info)")
+
+
+def _export(args: argparse.Namespace) -> None:
+    """Resolve flags into DOCKYARD_* variables (validated) for this and any child process."""
+    config_file = find_config_file(args.path)
+    os.environ["DOCKYARD_CONFIG"] = str(config_file)
+    for flag, var in (
+        ("host", "DOCKYARD_HOST"), ("port", "DOCKYARD_PORT"), ("workers", "DOCKYARD_WORKERS"),
+        ("data_dir", "DOCKYARD_DATA_DIR"), ("database_url", "DOCKYARD_DATABASE_URL"),
+        ("log_level", "DOCKYARD_LOG_LEVEL"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            os.environ[var] = str(value)
+    Settings.from_env()  # fail fast on a bad value, before starting anything
+
+
+def app_factory():  # type: ignore[no-untyped-def]
+    """Uvicorn factory: builds the app from DOCKYARD_* variables (used by reload too)."""
+    from dockyard.api.app import create_app
+
+    settings = Settings.from_env()
+    project = load_project(settings.config or ".")
+    return create_app(project, settings, dev=os.environ.get("DOCKYARD_DEV_MODE") == "1")
+
+
+def _serve(args: argparse.Namespace, *, dev: bool) -> int:
+    import uvicorn
+
+    _export(args)
+    if dev:
+        os.environ["DOCKYARD_DEV_MODE"] = "1"
+        os.environ.setdefault("DOCKYARD_ALLOW_PRIVATE_WEBHOOKS", "true")
+    settings = Settings.from_env()
+    project = load_project(settings.config or ".")
+    url = f"http://{settings.host}:{settings.port}"
+    reload = dev and not args.no_reload
+    print(
+        f"\n  Dockyard {__version__} {'(dev)' if dev else ''}\n"
+        f"  - API:     {url}\n  - Docs:    {url}/docs\n  - OpenAPI: {url}/openapi.json\n"
+        f"  - Graphs:  {', '.join(project.graphs)}\n"
+        f"  - Data:    {settings.masked_database_url or settings.sqlite_path(project.root)}\n"
+        f"  - Reload:  {'on' if reload else 'off'}\n",
+        flush=True,
+    )
+    uvicorn.run(
+        "dockyard.cli:app_factory",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        reload=reload,
+        reload_dirs=[str(project.root)] if reload else None,
+        reload_excludes=[".dockyard/*", "*.db", "*.db-wal", "*.db-shm"] if reload else None,
+        log_level=settings.log_level if settings.log_level != "trace" else "trace",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from dockyard.storage import create_storage
+
+    _export(args)
+    settings = Settings.from_env()
+    project = load_project(settings.config or ".")
+
+    async def go() -> list[str]:
+        storage = create_storage(settings.database_url,
+                                 default_path=settings.sqlite_path(project.root))
+        await storage.open()
+        try:
+            return await storage.migrate()
+        finally:
+            await storage.close()
+
+    applied = asyncio.run(go())
+    print(f"applied migrations: {', '.join(applied)}" if applied else "database is up to date")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dockyard", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"dockyard {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    dev = sub.add_parser("dev", help="run the all-in-one dev server (SQLite, auto-reload)")
+    _add_server_flags(dev)
+    dev.add_argument("--no-reload", action="store_true", help="disable auto-reload")
+    serve = sub.add_parser("serve", help="run the server without reload")
+    _add_server_flags(serve)
+    mig = sub.add_parser("migrate", help="apply database migrations (idempotent)")
+    mig.add_argument("path", nargs="?", default=".", help="project directory or config file")
+    mig.add_argument("--database-url", help="database URL (DOCKYARD_DATABASE_URL)")
+    mig.add_argument("--data-dir", help="local state directory (DOCKYARD_DATA_DIR)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    try:
+        if args.command == "dev":
+            return _serve(args, dev=True)
+        if args.command == "serve":
+            args.no_reload = True
+            return _serve(args, dev=False)
+        if args.command == "migrate":
+            return _migrate(args)
+    except DockyardError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+_ = Path

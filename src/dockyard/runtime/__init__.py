@@ -1,0 +1,1 @@
+"""Executing an agent: loading graphs, the worker loop, streaming events, checkpoint/resume."""

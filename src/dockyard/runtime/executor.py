@@ -1,0 +1,319 @@
+"""Execute one claimed run: load its graph, stream it with the checkpointer, record the outcome.
+
+Crash recovery rests on one check: if the thread's latest checkpoint was written by this run,
+the run had started before the process died, so it resumes from that checkpoint (input None)
+and LangGraph re-runs only the tasks that had not finished. Runs default to ``durability=sync``
+so a step's checkpoint is on disk before the next step starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.types import Command, Send
+
+from dockyard.runtime.loader import GraphRegistry
+from dockyard.runtime.streaming import (
+    MessageAccumulator,
+    event_name,
+    langgraph_modes,
+)
+from dockyard.serde import json_dumps, to_jsonable
+from dockyard.storage.base import Storage
+from dockyard.storage.queue import RunQueue
+from dockyard.storage.resources import Assistants, Threads
+from dockyard.streams.base import EventBus
+
+log = logging.getLogger("dockyard.executor")
+
+RESULT_EVENT = "__result__"
+
+
+@dataclass
+class ExecutionDeps:
+    storage: Storage
+    bus: EventBus
+    registry: GraphRegistry
+    store: Any
+    webhooks: Any = None  # dockyard.runtime.webhooks.WebhookSender
+    tenant: str = "default"
+    queue: RunQueue = field(init=False)
+    threads: Threads = field(init=False)
+    assistants: Assistants = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = RunQueue(self.storage)
+        self.threads = Threads(self.storage)
+        self.assistants = Assistants(self.storage)
+
+
+class RunCancelled(Exception):
+    def __init__(self, action: str) -> None:
+        super().__init__(action)
+        self.action = action
+
+
+def merge_configs(base: dict[str, Any] | None, override: dict[str, Any] | None) -> dict[str, Any]:
+    base, override = base or {}, override or {}
+    out = {**base, **override}
+    for key in ("configurable", "metadata"):
+        if key in base or key in override:
+            out[key] = {**base.get(key, {}), **override.get(key, {})}
+    for key in ("tags",):
+        if key in base or key in override:
+            out[key] = list(dict.fromkeys([*base.get(key, []), *override.get(key, [])]))
+    return out
+
+
+def build_command(cmd: dict[str, Any]) -> Command[Any]:
+    goto = cmd.get("goto")
+    if goto is not None:
+        items = goto if isinstance(goto, list) else [goto]
+        goto = [
+            Send(g["node"], g.get("input")) if isinstance(g, dict) else g for g in items
+        ]
+    return Command(update=cmd.get("update"), resume=cmd.get("resume"), goto=goto or ())
+
+
+async def thread_graph_config(
+    deps: ExecutionDeps, run: dict[str, Any]
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Resolve the assistant version the run recorded and build the graph and its config."""
+    kwargs = run["kwargs"]
+    version = await deps.assistants.get_version(
+        run["tenant_id"], run["assistant_id"], run["assistant_version"]
+    ) or await deps.assistants.get(run["tenant_id"], run["assistant_id"])
+    a_config = version["config"] if version else {}
+    a_context = version["context"] if version else {}
+    config = merge_configs(a_config, kwargs.get("config"))
+    configurable = config.setdefault("configurable", {})
+    configurable.update(
+        {
+            "thread_id": run["thread_id"],
+            "run_id": run["run_id"],
+            "assistant_id": run["assistant_id"],
+            "graph_id": run["graph_id"],
+        }
+    )
+    checkpoint = kwargs.get("checkpoint") or {}
+    checkpoint_id = kwargs.get("checkpoint_id") or checkpoint.get("checkpoint_id")
+    if checkpoint_id:
+        configurable["checkpoint_id"] = checkpoint_id
+    if checkpoint.get("checkpoint_ns"):
+        configurable["checkpoint_ns"] = checkpoint["checkpoint_ns"]
+    config["metadata"] = {
+        **(version or {}).get("metadata", {}),
+        **config.get("metadata", {}),
+        **run["metadata"],
+        "run_id": run["run_id"],
+        "thread_id": run["thread_id"],
+        "assistant_id": run["assistant_id"],
+        "graph_id": run["graph_id"],
+        "run_attempt": run["attempts"],
+    }
+    config["run_id"] = run["run_id"]
+    context = {**(a_context or {}), **(kwargs.get("context") or {})}
+    graph = await deps.registry.get(run["graph_id"], config, store=deps.store)
+    graph = graph.copy(update={"checkpointer": deps.storage.checkpointer, "store": deps.store})
+    return graph, config, context
+
+
+async def execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
+    """Run to completion (or interrupt/cancel/error); returns the final run status."""
+    run_id, thread_id = run["run_id"], run["thread_id"]
+    bus = deps.bus
+    task = asyncio.current_task()
+    cancel_action: list[str] = []
+
+    def on_control(action: str) -> None:
+        if not cancel_action:
+            cancel_action.append(action)
+            if task is not None:
+                task.cancel()
+
+    bus.register_control(run_id, on_control)
+    status, error = "success", None
+    final_values: Any = None
+    try:
+        await bus.publish(
+            run_id, "metadata", json_dumps({"run_id": run_id, "attempt": run["attempts"]})
+        )
+        await deps.threads.update(run["tenant_id"], thread_id, status="busy")
+        try:
+            graph, config, context = await thread_graph_config(deps, run)
+            await _stream(deps, run, graph, config, context)
+            state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+            interrupted = bool(state.next) or bool(state.interrupts)
+            final_values = to_jsonable(state.values)
+            if state.interrupts:
+                final_values = (
+                    final_values if isinstance(final_values, dict) else {"__root__": final_values}
+                )
+                final_values["__interrupt__"] = to_jsonable(list(state.interrupts))
+            status = "interrupted" if interrupted else "success"
+            await deps.threads.update(
+                run["tenant_id"], thread_id,
+                status="interrupted" if interrupted else "idle",
+                values=to_jsonable(state.values),
+                interrupts=_interrupt_map(state),
+                error=None,
+            )
+        except asyncio.CancelledError:
+            if not cancel_action:
+                raise  # shutdown: leave the run claimed; it is re-queued at next start
+            status = await _on_cancel(deps, run, cancel_action[0])
+        except Exception as exc:
+            status = "error"
+            error = {
+                "error": type(exc).__name__,
+                "message": str(exc),
+                "traceback": traceback.format_exc(limit=20),
+            }
+            final_values = {"__error__": {"error": error["error"], "message": error["message"]}}
+            log.info("run_failed run_id=%s error=%s: %s", run_id, type(exc).__name__, exc)
+            await bus.publish(
+                run_id, "error", json_dumps({"error": error["error"], "message": error["message"]})
+            )
+            await deps.threads.update(
+                run["tenant_id"], thread_id, status="error", error=error["message"]
+            )
+        if status != "rolled_back":
+            await deps.queue.finish(run_id, status, error)
+        await _after(deps, run, status, final_values)
+        return status
+    finally:
+        bus.unregister_control(run_id)
+        if not (task is not None and task.cancelling() and not cancel_action):
+            # Internal event (never sent to clients): what `wait`/`join` return, even when a
+            # stateless run's thread is already deleted.
+            await bus.publish(run_id, RESULT_EVENT, json_dumps({"status": status, "values": final_values}))
+            await bus.publish(run_id, "end", b"null")
+            await bus.close(run_id)
+
+
+async def _stream(
+    deps: ExecutionDeps, run: dict[str, Any], graph: Any, config: dict[str, Any],
+    context: dict[str, Any],
+) -> None:
+    kwargs = run["kwargs"]
+    modes: list[str] = kwargs.get("stream_mode") or ["values"]
+    lg_modes = langgraph_modes(modes)
+    subgraphs = bool(kwargs.get("stream_subgraphs"))
+    graph_input = await _input_for(deps, run, graph)
+    options: dict[str, Any] = {
+        "stream_mode": lg_modes or ["values"],
+        "subgraphs": subgraphs,
+        "interrupt_before": kwargs.get("interrupt_before"),
+        "interrupt_after": kwargs.get("interrupt_after"),
+        "durability": kwargs.get("durability") or "sync",
+    }
+    if context:
+        options["context"] = context
+    acc = MessageAccumulator() if "messages" in modes else None
+    publish = deps.bus.publish
+    run_id = run["run_id"]
+
+    async def emit(ns: tuple[str, ...], mode: str, chunk: Any) -> None:
+        if mode == "messages":
+            msg, meta = chunk
+            if "messages-tuple" in modes:
+                await publish(run_id, event_name("messages", ns), json_dumps([msg, meta]))
+            if acc is not None:
+                for name, data in acc.feed(msg, meta):
+                    await publish(run_id, event_name(name, ns), json_dumps(data))
+        elif mode in modes:
+            await publish(run_id, event_name(mode, ns), json_dumps(chunk))
+
+    if "events" in modes:
+        root_id: str | None = None
+        async for ev in graph.astream_events(graph_input, config, version="v2", **options):
+            if root_id is None:
+                root_id = ev.get("run_id")
+            if (
+                ev.get("event") == "on_chain_stream"
+                and ev.get("run_id") == root_id
+                and lg_modes
+            ):
+                ns, mode, chunk = _split_chunk(ev["data"]["chunk"], subgraphs, lg_modes)
+                await emit(ns, mode, chunk)
+            else:
+                await publish(run_id, "events", json_dumps(ev))
+        return
+    async for item in graph.astream(graph_input, config, **options):
+        ns, mode, chunk = _split_chunk(item, subgraphs, lg_modes)
+        await emit(ns, mode, chunk)
+
+
+def _split_chunk(item: Any, subgraphs: bool, lg_modes: list[str]) -> tuple[tuple[str, ...], str, Any]:
+    if subgraphs:
+        ns, mode, chunk = item
+        return tuple(ns), mode, chunk
+    mode, chunk = item
+    return (), mode, chunk
+
+
+async def _input_for(deps: ExecutionDeps, run: dict[str, Any], graph: Any) -> Any:
+    kwargs = run["kwargs"]
+    if run["attempts"] > 1:
+        latest = await deps.storage.checkpointer.aget_tuple(
+            {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
+        )
+        if latest is not None and latest.metadata.get("run_id") == run["run_id"]:
+            log.info("run_resumed run_id=%s attempt=%s", run["run_id"], run["attempts"])
+            return None
+    if kwargs.get("command") is not None:
+        return build_command(kwargs["command"])
+    return kwargs.get("input")
+
+
+def _interrupt_map(state: Any) -> dict[str, Any]:
+    out: dict[str, list[Any]] = {}
+    for task in state.tasks:
+        if task.interrupts:
+            out[task.id] = to_jsonable(list(task.interrupts))
+    return out
+
+
+async def _on_cancel(deps: ExecutionDeps, run: dict[str, Any], action: str) -> str:
+    tenant, thread_id, run_id = run["tenant_id"], run["thread_id"], run["run_id"]
+    if action == "rollback":
+        await deps.storage.delete_checkpoints(thread_id, run_id=run_id)
+        await deps.queue.delete(tenant, run_id)
+        await _refresh_thread(deps, run)
+        return "rolled_back"
+    await _refresh_thread(deps, run)
+    return "interrupted"
+
+
+async def _refresh_thread(deps: ExecutionDeps, run: dict[str, Any]) -> None:
+    """Recompute the thread's status and values from its latest checkpoint."""
+    latest = await deps.storage.checkpointer.aget_tuple(
+        {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
+    )
+    if latest is None:
+        await deps.threads.update(
+            run["tenant_id"], run["thread_id"], status="idle", values=None, interrupts={}
+        )
+        return
+    graph, _, _ = await thread_graph_config(deps, run)
+    state = await graph.aget_state({"configurable": {"thread_id": run["thread_id"]}})
+    await deps.threads.update(
+        run["tenant_id"], run["thread_id"],
+        status="interrupted" if state.interrupts else "idle",
+        values=to_jsonable(state.values), interrupts=_interrupt_map(state),
+    )
+
+
+async def _after(deps: ExecutionDeps, run: dict[str, Any], status: str, values: Any) -> None:
+    kwargs = run["kwargs"]
+    if kwargs.get("webhook") and deps.webhooks is not None and status != "rolled_back":
+        row = await deps.queue.get(run["tenant_id"], run["run_id"])
+        deps.webhooks.schedule(kwargs["webhook"], {**(row or run), "values": values})
+    if run.get("temporary") and kwargs.get("on_completion", "delete") == "delete":
+        if status in ("success", "error", "interrupted"):
+            await deps.storage.delete_checkpoints(run["thread_id"])
+            await deps.threads.delete(run["tenant_id"], run["thread_id"])

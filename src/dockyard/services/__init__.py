@@ -1,0 +1,1 @@
+"""Domain logic: framework-free, called by the API and the CLI."""

@@ -1,0 +1,109 @@
+"""The Dockyard application object: wires storage, event bus, registry, workers and services.
+
+The API (and the CLI) build one ``Dockyard`` and call ``start()`` / ``stop()`` around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from dockyard.config import ProjectConfig, Settings
+from dockyard.runtime.executor import ExecutionDeps
+from dockyard.runtime.loader import GraphRegistry
+from dockyard.runtime.webhooks import WebhookSender
+from dockyard.runtime.worker import WorkerPool
+from dockyard.services.assistants import AssistantService
+from dockyard.services.runs import RunService
+from dockyard.services.store import StoreService
+from dockyard.services.threads import ThreadService
+from dockyard.storage import create_storage
+from dockyard.storage.kvstore import DockyardStore
+from dockyard.storage.resources import Assistants
+from dockyard.streams.memory import InProcessBus
+
+log = logging.getLogger("dockyard")
+
+DEFAULT_TENANT = "default"
+
+
+class Dockyard:
+    def __init__(self, project: ProjectConfig, settings: Settings, *, dev: bool = False) -> None:
+        self.project = project
+        self.settings = settings
+        self.dev = dev
+        db_path = settings.sqlite_path(project.root)
+        self.storage = create_storage(settings.database_url, default_path=db_path)
+        self.bus = InProcessBus()
+        self.registry = GraphRegistry(project)
+        store_ttl = project.store.get("ttl") if isinstance(project.store, dict) else None
+        self.store = DockyardStore(self.storage, ttl=store_ttl)
+        self.webhooks = WebhookSender()
+        self.deps = ExecutionDeps(
+            storage=self.storage, bus=self.bus, registry=self.registry, store=self.store,
+            webhooks=self.webhooks,
+        )
+        self.pool = WorkerPool(self.deps, concurrency=settings.workers)
+        self.assistants = AssistantService(Assistants(self.storage), self.registry)
+        self.threads = ThreadService(self.storage, self.registry, self.store)
+        self.runs = RunService(
+            self.deps, self.assistants, self.threads, self.pool.notify,
+            allow_private_webhooks=settings.allow_private_webhooks or dev,
+            webhook_domains=settings.webhook_allowed_domains,
+        )
+        self.store_api = StoreService(self.store)
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_path(self.project.root)
+
+    async def start(self) -> None:
+        self.project.apply_env()
+        self.registry.load_all()
+        await self.storage.open()
+        await self.storage.migrate()
+        self.store.bind_loop(asyncio.get_running_loop())
+        await self.assistants.ensure_defaults(DEFAULT_TENANT)
+        await self.pool.start()
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="dockyard-store-sweeper")
+        log.info("dockyard_started graphs=%s db=%s", self.registry.graph_ids, self.storage.dialect)
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        await self.pool.stop()
+        await self.webhooks.aclose()
+        await self.bus.aclose()
+        await self.storage.close()
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(60)
+            try:
+                await self.store.sweep_expired()
+            except Exception:
+                log.exception("store_sweep_failed")
+
+    def info(self) -> dict[str, Any]:
+        from dockyard import __version__
+
+        return {
+            "version": __version__,
+            "langgraph_py_version": _version("langgraph"),
+            "flags": {"assistants": True, "crons": False, "langsmith": False},
+            "host": {"kind": "dockyard", "project_id": None, "revision_id": None},
+            "graphs": self.registry.graph_ids,
+            "database": self.storage.dialect,
+        }
+
+
+def _version(pkg: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(pkg)
+    except PackageNotFoundError:
+        return None

@@ -1,0 +1,327 @@
+"""Runs: creation with multitask strategies, waiting, joining, streaming and cancellation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from dockyard.errors import Conflict, InvalidInput, NotFound
+from dockyard.runtime.executor import RESULT_EVENT, ExecutionDeps
+from dockyard.runtime.streaming import normalize_modes
+from dockyard.runtime.webhooks import check_webhook_url
+from dockyard.serde import json_dumps, json_loads
+from dockyard.services.assistants import AssistantService
+from dockyard.services.ids import check_uuid, new_id
+from dockyard.services.threads import ThreadService
+from dockyard.storage.queue import in_seconds
+from dockyard.streams.base import Event
+
+MULTITASK = ("reject", "interrupt", "rollback", "enqueue")
+TERMINAL = ("success", "error", "timeout", "interrupted")
+CANCEL_ACTIONS = ("interrupt", "rollback")
+
+
+def public_run(row: dict[str, Any]) -> dict[str, Any]:
+    kwargs = dict(row["kwargs"])
+    return {
+        "run_id": row["run_id"],
+        "thread_id": row["thread_id"],
+        "assistant_id": row["assistant_id"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "status": row["status"],
+        "metadata": row["metadata"],
+        "kwargs": kwargs,
+        "multitask_strategy": row["multitask_strategy"],
+        "assistant_version": row["assistant_version"],
+        "attempts": row["attempts"],
+        "error": row.get("error"),
+    }
+
+
+class RunService:
+    def __init__(
+        self,
+        deps: ExecutionDeps,
+        assistants: AssistantService,
+        threads: ThreadService,
+        notify: Callable[[], None],
+        *,
+        allow_private_webhooks: bool,
+        webhook_domains: tuple[str, ...] = (),
+    ) -> None:
+        self.deps = deps
+        self.queue = deps.queue
+        self.bus = deps.bus
+        self.assistants = assistants
+        self.threads = threads
+        self.notify = notify
+        self.allow_private_webhooks = allow_private_webhooks
+        self.webhook_domains = webhook_domains
+
+    # ---- create ------------------------------------------------------------------------
+    async def create(
+        self, tenant: str, thread_id: str | None, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Validate and enqueue a run. ``thread_id`` None makes a stateless run."""
+        assistant = await self.assistants.resolve(tenant, payload["assistant_id"])
+        strategy = payload.get("multitask_strategy") or "enqueue"
+        if strategy not in MULTITASK:
+            raise InvalidInput(f"multitask_strategy must be one of {list(MULTITASK)}")
+        if payload.get("input") is not None and payload.get("command") is not None:
+            raise InvalidInput("Send either 'input' or 'command', not both")
+        modes = normalize_modes(payload.get("stream_mode"))
+        after = payload.get("after_seconds")
+        if after is not None and (not isinstance(after, int | float) or after < 0):
+            raise InvalidInput("after_seconds must be a non-negative number")
+        durability = payload.get("durability")
+        if durability is not None and durability not in ("sync", "async", "exit"):
+            raise InvalidInput("durability must be 'sync', 'async' or 'exit'")
+        on_completion = payload.get("on_completion")
+        if on_completion is not None:
+            if thread_id is not None:
+                raise InvalidInput("on_completion applies to stateless runs only (POST /runs)")
+            if on_completion not in ("delete", "keep"):
+                raise InvalidInput("on_completion must be 'delete' or 'keep'")
+        on_disconnect = payload.get("on_disconnect")
+        if on_disconnect is not None and on_disconnect not in ("cancel", "continue"):
+            raise InvalidInput("on_disconnect must be 'cancel' or 'continue'")
+        for key in ("interrupt_before", "interrupt_after"):
+            value = payload.get(key)
+            if value is not None and value != "*" and not (
+                isinstance(value, list) and all(isinstance(v, str) for v in value)
+            ):
+                raise InvalidInput(f"{key} must be '*' or a list of node names")
+        if payload.get("webhook"):
+            check_webhook_url(
+                payload["webhook"], allow_private=self.allow_private_webhooks,
+                allowed_domains=self.webhook_domains,
+            )
+        checkpoint = payload.get("checkpoint")
+        if payload.get("checkpoint_id") and not thread_id:
+            raise InvalidInput("checkpoint_id needs a thread (it refers to a thread's history)")
+
+        temporary = thread_id is None
+        if temporary:
+            thread = await self.threads.create(
+                tenant, metadata={"graph_id": assistant["graph_id"],
+                                  "assistant_id": assistant["assistant_id"]},
+            )
+            tid = thread["thread_id"]
+        else:
+            tid = check_uuid(thread_id or "", "thread_id")
+            row = await self.threads.repo.get(tenant, tid)
+            if row is None:
+                if (payload.get("if_not_exists") or "reject") == "create":
+                    await self.threads.create(tenant, thread_id=tid, if_exists="do_nothing")
+                    row = await self.threads.get_row(tenant, tid)
+                else:
+                    raise NotFound(f"Thread '{tid}' not found", code="thread_not_found")
+            elif payload.get("if_not_exists") not in (None, "create", "reject"):
+                raise InvalidInput("if_not_exists must be 'create' or 'reject'")
+            meta = row["metadata"]
+            if meta.get("graph_id") != assistant["graph_id"] or "assistant_id" not in meta:
+                await self.threads.repo.update(
+                    tenant, tid, metadata={**meta, "graph_id": assistant["graph_id"],
+                                           "assistant_id": assistant["assistant_id"]},
+                )
+            active = await self.queue.active_for_thread(tenant, tid)
+            if active:
+                if strategy == "reject":
+                    raise Conflict(
+                        f"Thread '{tid}' is busy with run {active[0]['run_id']}; "
+                        "use multitask_strategy enqueue, interrupt or rollback",
+                        code="thread_busy",
+                    )
+                if strategy in ("interrupt", "rollback"):
+                    for other in active:
+                        await self._cancel_one(tenant, other, strategy)
+
+        kwargs = {
+            "input": payload.get("input"),
+            "command": payload.get("command"),
+            "config": payload.get("config") or {},
+            "context": payload.get("context") or {},
+            "stream_mode": modes,
+            "stream_subgraphs": bool(payload.get("stream_subgraphs")),
+            "stream_resumable": bool(payload.get("stream_resumable")),
+            "interrupt_before": payload.get("interrupt_before"),
+            "interrupt_after": payload.get("interrupt_after"),
+            "webhook": payload.get("webhook"),
+            "checkpoint": checkpoint,
+            "checkpoint_id": payload.get("checkpoint_id"),
+            "durability": durability,
+            "on_disconnect": on_disconnect or "continue",
+            "on_completion": on_completion or "delete",
+            "feedback_keys": payload.get("feedback_keys"),
+        }
+        run = await self.queue.insert(
+            tenant,
+            {
+                "run_id": new_id(),
+                "thread_id": tid,
+                "assistant_id": assistant["assistant_id"],
+                "assistant_version": assistant["version"],
+                "graph_id": assistant["graph_id"],
+                "metadata": payload.get("metadata") or {},
+                "kwargs": kwargs,
+                "multitask_strategy": strategy,
+                "temporary": temporary,
+                "available_at": in_seconds(after) if after else None,
+            } if after else {
+                "run_id": new_id(),
+                "thread_id": tid,
+                "assistant_id": assistant["assistant_id"],
+                "assistant_version": assistant["version"],
+                "graph_id": assistant["graph_id"],
+                "metadata": payload.get("metadata") or {},
+                "kwargs": kwargs,
+                "multitask_strategy": strategy,
+                "temporary": temporary,
+            },
+        )
+        await self.threads.repo.update(tenant, tid, status="busy")
+        self.notify()
+        return public_run(run)
+
+    # ---- read --------------------------------------------------------------------------
+    async def get(self, tenant: str, thread_id: str | None, run_id: str) -> dict[str, Any]:
+        row = await self._row(tenant, thread_id, run_id)
+        return public_run(row)
+
+    async def _row(self, tenant: str, thread_id: str | None, run_id: str) -> dict[str, Any]:
+        rid = check_uuid(run_id, "run_id")
+        tid = check_uuid(thread_id, "thread_id") if thread_id is not None else None
+        row = await self.queue.get(tenant, rid, tid)
+        if row is None:
+            raise NotFound(f"Run '{run_id}' not found", code="run_not_found")
+        return row
+
+    async def list_for_thread(
+        self, tenant: str, thread_id: str, *, status: str | None, limit: int, offset: int
+    ) -> list[dict[str, Any]]:
+        await self.threads.get_row(tenant, thread_id)
+        rows = await self.queue.list_for_thread(
+            tenant, check_uuid(thread_id, "thread_id"), status=status, limit=limit, offset=offset
+        )
+        return [public_run(r) for r in rows]
+
+    async def delete(self, tenant: str, thread_id: str, run_id: str) -> None:
+        row = await self._row(tenant, thread_id, run_id)
+        if row["status"] in ("pending", "running"):
+            raise Conflict("Run is still active; cancel it before deleting", code="run_active")
+        await self.queue.delete(tenant, row["run_id"])
+
+    # ---- cancel ------------------------------------------------------------------------
+    async def cancel(
+        self, tenant: str, thread_id: str | None, run_id: str, *, action: str = "interrupt",
+        wait: bool = False,
+    ) -> None:
+        if action not in CANCEL_ACTIONS:
+            raise InvalidInput(f"action must be one of {list(CANCEL_ACTIONS)}")
+        row = await self._row(tenant, thread_id, run_id)
+        if row["status"] not in ("pending", "running"):
+            raise Conflict(f"Run '{run_id}' is already {row['status']}", code="run_not_active")
+        await self._cancel_one(tenant, row, action)
+        if wait:
+            await self.result(tenant, row)
+
+    async def _cancel_one(self, tenant: str, row: dict[str, Any], action: str) -> None:
+        run_id = row["run_id"]
+        if row["status"] == "running" and await self.bus.send_control(run_id, action):
+            return
+        # Pending (or its executor is gone): settle it in storage and end its stream.
+        if action == "rollback":
+            await self.queue.delete(tenant, run_id)
+        else:
+            await self.queue.set_status(tenant, [run_id], "interrupted")
+        await self.bus.publish(run_id, RESULT_EVENT, json_dumps({"status": "interrupted",
+                                                                 "values": None}))
+        await self.bus.publish(run_id, "end", b"null")
+        await self.bus.close(run_id)
+        remaining = await self.queue.active_for_thread(tenant, row["thread_id"])
+        if not [r for r in remaining if r["run_id"] != run_id]:
+            thread = await self.threads.repo.get(tenant, row["thread_id"])
+            if thread is not None and thread["status"] == "busy":
+                await self.threads.repo.update(
+                    tenant, row["thread_id"],
+                    status="interrupted" if thread["interrupts"] else "idle",
+                )
+
+    async def cancel_many(
+        self, tenant: str, *, thread_id: str | None, run_ids: list[str] | None,
+        status: str | None, action: str = "interrupt",
+    ) -> int:
+        if action not in CANCEL_ACTIONS:
+            raise InvalidInput(f"action must be one of {list(CANCEL_ACTIONS)}")
+        if status is not None and status not in ("pending", "running", "all"):
+            raise InvalidInput("status must be 'pending', 'running' or 'all'")
+        if run_ids:
+            rows = [await self._row(tenant, thread_id, r) for r in run_ids]
+        elif thread_id:
+            rows = await self.queue.active_for_thread(tenant, check_uuid(thread_id, "thread_id"))
+        elif status:
+            rows = await self.queue.active(tenant, None if status == "all" else status)
+        else:
+            raise InvalidInput("Give run_ids, a thread_id or a status to cancel")
+        n = 0
+        for row in rows:
+            if row["status"] in ("pending", "running") and (
+                status in (None, "all") or row["status"] == status
+            ):
+                await self._cancel_one(tenant, row, action)
+                n += 1
+        return n
+
+    # ---- results and streams -----------------------------------------------------------
+    async def result(self, tenant: str, row: dict[str, Any]) -> Any:
+        """Block until the run ends; return what the reference server returns from /wait."""
+        run_id = row["run_id"]
+        events = self.bus.subscribe(run_id)
+        try:
+            fresh = await self.queue.get(tenant, run_id)
+            if fresh is None or fresh["status"] not in ("pending", "running"):
+                if not await self.bus.is_closed(run_id):
+                    return await self._values_from_thread(tenant, row, fresh)
+            async for ev in events:
+                if ev.event == RESULT_EVENT:
+                    return json_loads(ev.data).get("values")
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+        return await self._values_from_thread(tenant, row, await self.queue.get(tenant, run_id))
+
+    async def _values_from_thread(
+        self, tenant: str, row: dict[str, Any], fresh: dict[str, Any] | None
+    ) -> Any:
+        if fresh is not None and fresh["status"] == "error" and fresh.get("error"):
+            err = fresh["error"]
+            return {"__error__": {"error": err.get("error"), "message": err.get("message")}}
+        thread = await self.threads.repo.get(tenant, row["thread_id"])
+        if thread is None:
+            return None
+        values = thread["values"]
+        if thread["interrupts"] and isinstance(values, dict):
+            values = {**values, "__interrupt__": [
+                i for items in thread["interrupts"].values() for i in items
+            ]}
+        return values
+
+    async def events(
+        self, tenant: str, row: dict[str, Any], *, last_event_id: str | None = None,
+        modes: list[str] | None = None,
+    ) -> AsyncIterator[Event]:
+        """The run's SSE events; a finished run whose buffer is gone yields nothing."""
+        run_id = row["run_id"]
+        fresh = await self.queue.get(tenant, run_id)
+        finished = fresh is None or fresh["status"] not in ("pending", "running")
+        if finished and not await self.bus.is_closed(run_id):
+            return
+        wanted: set[str] | None = set(modes) if modes else None
+        if wanted is not None and "messages-tuple" in wanted:
+            wanted.add("messages")
+        async for ev in self.bus.subscribe(run_id, last_event_id=last_event_id):
+            if ev.event.startswith("__"):
+                continue
+            base = ev.event.split("|", 1)[0].split("/", 1)[0]
+            if wanted is None or base in wanted or ev.event in ("metadata", "error", "end"):
+                yield ev

@@ -1,0 +1,33 @@
+"""Storage: one interface (``Storage``), dialects chosen by URL scheme."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dockyard.errors import ConfigError
+from dockyard.storage.base import Storage
+
+
+def create_storage(url: str | None, *, default_path: Path) -> Storage:
+    """Pick the dialect from the URL: none or ``sqlite:///path`` → SQLite, ``postgresql://`` → PG."""
+    if not url:
+        from dockyard.storage.sqlite import SqliteStorage
+
+        return SqliteStorage(default_path)
+    if url.startswith("sqlite:///"):
+        from dockyard.storage.sqlite import SqliteStorage
+
+        return SqliteStorage(url.removeprefix("sqlite:///") or default_path)
+    if url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            "the PostgreSQL dialect is not available in this build yet; use SQLite (unset it)",
+            key="DOCKYARD_DATABASE_URL",
+        )
+    raise ConfigError(
+        f"unsupported database URL scheme in {url.split(':', 1)[0]!r}; "
+        "use sqlite:///path or postgresql://…",
+        key="DOCKYARD_DATABASE_URL",
+    )
+
+
+__all__ = ["Storage", "create_storage"]

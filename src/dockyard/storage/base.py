@@ -1,0 +1,188 @@
+"""The storage interface: one class of shared logic, dialects supply a short list of hooks.
+
+Dialect hooks (see ``SqliteStorage`` and, in the production issue, ``PostgresStorage``):
+
+* ``_connect`` / ``_close``           engine setup and teardown
+* ``_execute`` / ``_fetch``           run one statement (``?`` placeholders; dialects translate)
+* ``transaction``                     a unit of work (SQLite: the shared connection lock;
+                                      PostgreSQL: a pooled connection in a transaction)
+* ``_json_field``                     SQL expression for ``column ->> key`` used by metadata filters
+* ``_claim_sql``                      row claiming (SQLite: one writer; PostgreSQL: SKIP LOCKED)
+* ``checkpointer``                    the LangGraph checkpoint saver bound to the same database
+* ``delete_checkpoints``              checkpoint deletion (rollback, thread delete, prune)
+
+Everything else (resource CRUD, filters, the run queue) is shared SQL written once here.
+Rows come back as plain dicts with JSON columns decoded.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import orjson
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from dockyard.errors import InvalidInput
+
+JSON_COLUMNS = {
+    "config",
+    "context",
+    "metadata",
+    "values",
+    "interrupts",
+    "kwargs",
+    "error",
+    "payload",
+    "value",
+}
+
+SORTABLE = {
+    "threads": {"thread_id", "status", "created_at", "updated_at"},
+    "assistants": {"assistant_id", "graph_id", "name", "created_at", "updated_at"},
+}
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
+
+
+def utcnow() -> str:
+    """ISO-8601 UTC timestamps sort lexically, so SQLite and PostgreSQL compare them alike."""
+    return datetime.now(UTC).isoformat()
+
+
+def dumps(value: Any) -> str:
+    from dockyard.serde import json_dumps
+
+    return json_dumps(value).decode()
+
+
+def decode_row(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    for col in JSON_COLUMNS.intersection(row):
+        raw = row[col]
+        if isinstance(raw, str | bytes):
+            row[col] = orjson.loads(raw)
+    return row
+
+
+class Storage(abc.ABC):
+    """Shared persistence logic for assistants, threads, runs, crons and store items."""
+
+    dialect: str = "abstract"
+    checkpointer: BaseCheckpointSaver[Any]
+
+    # ---- dialect hooks -------------------------------------------------------------------
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def transaction(self) -> Any:
+        """Async context manager yielding a handle accepted by ``execute``/``fetch*``."""
+
+    @abc.abstractmethod
+    async def _execute(self, tx: Any, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; return the affected row count."""
+
+    @abc.abstractmethod
+    async def _fetch(self, tx: Any, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        ...
+
+    @abc.abstractmethod
+    def _json_field(self, column: str, key: str) -> str:
+        """SQL for the JSON text of ``column[key]`` (compared with a JSON-encoded param)."""
+
+    @abc.abstractmethod
+    async def delete_checkpoints(
+        self, thread_id: str, *, run_id: str | None = None, keep_latest: bool = False
+    ) -> None:
+        """Delete a thread's checkpoints (all, only a run's, or all but the latest)."""
+
+    @abc.abstractmethod
+    async def copy_checkpoints(self, src_thread: str, dst_thread: str) -> None: ...
+
+    # ---- migrations ----------------------------------------------------------------------
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations in order; idempotent. Returns the versions applied."""
+        applied: list[str] = []
+        async with self.transaction() as tx:
+            await self._execute(
+                tx,
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version TEXT PRIMARY KEY, applied_at TEXT NOT NULL)",
+            )
+            done = {r["version"] for r in await self._fetch(tx, "SELECT version FROM schema_migrations")}
+            files = sorted(
+                (p for p in resources.files("dockyard.storage.migrations").iterdir()
+                 if p.name.endswith(".sql")),
+                key=lambda p: p.name,
+            )
+            for f in files:
+                version = f.name.split("_", 1)[0]
+                if version in done:
+                    continue
+                for stmt in self._split_sql(f.read_text()):
+                    await self._execute(tx, self._adapt_ddl(stmt))
+                await self._execute(
+                    tx,
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                    (version, utcnow()),
+                )
+                applied.append(version)
+        return applied
+
+    @staticmethod
+    def _split_sql(text: str) -> list[str]:
+        lines = [ln for ln in text.splitlines() if not ln.strip().startswith("--")]
+        return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+    def _adapt_ddl(self, stmt: str) -> str:
+        return stmt
+
+    # ---- helpers -------------------------------------------------------------------------
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        async with self.transaction() as tx:
+            rows = await self._fetch(tx, sql, params)
+        return decode_row(rows[0]) if rows else None
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        async with self.transaction() as tx:
+            rows = await self._fetch(tx, sql, params)
+        return [r for r in (decode_row(x) for x in rows) if r is not None]
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async with self.transaction() as tx:
+            return await self._execute(tx, sql, params)
+
+    def json_filter(
+        self, column: str, filt: dict[str, Any] | None, clauses: list[str], params: list[Any]
+    ) -> None:
+        """Append equality conditions ``column[key] == value`` for each key of ``filt``."""
+        for key, value in (filt or {}).items():
+            if not _KEY_RE.match(key):
+                raise InvalidInput(f"Invalid filter key {key!r} for {column}")
+            clauses.append(f"{self._json_field(column, key)} = ?")
+            params.append(dumps(value))
+
+    @staticmethod
+    def order_by(table: str, sort_by: str | None, sort_order: str | None, default: str) -> str:
+        col = sort_by or default
+        if col not in SORTABLE[table]:
+            raise InvalidInput(f"Cannot sort {table} by {col!r}; use one of {sorted(SORTABLE[table])}")
+        order = (sort_order or "desc").lower()
+        if order not in ("asc", "desc"):
+            raise InvalidInput("sort_order must be 'asc' or 'desc'")
+        return f"ORDER BY {col} {order.upper()}"
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Any]:
+        async with self.transaction() as tx:
+            yield tx

@@ -1,0 +1,175 @@
+"""The run queue: runs are rows; workers claim them, hold a lease, and record the outcome.
+
+A thread runs one run at a time: a pending run is claimable only when no other run of its
+thread is running, and runs of one thread are taken oldest first (``enqueue`` semantics).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dockyard.storage.base import Storage, dumps, utcnow
+
+RUN_COLS = (
+    "run_id, thread_id, assistant_id, assistant_version, graph_id, status, metadata, kwargs,"
+    " multitask_strategy, temporary, priority, attempts, available_at, worker_id, lease_until,"
+    " started_at, ended_at, error, created_at, updated_at, tenant_id"
+)
+
+ACTIVE = ("pending", "running")
+
+
+def in_seconds(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+class RunQueue:
+    def __init__(self, db: Storage) -> None:
+        self.db = db
+
+    async def insert(self, tenant: str, run: dict[str, Any]) -> dict[str, Any]:
+        now = utcnow()
+        row = {
+            "status": "pending", "attempts": 0, "priority": 0, "temporary": 0,
+            "available_at": now, "worker_id": None, "lease_until": None, "started_at": None,
+            "ended_at": None, "error": None, "created_at": now, "updated_at": now,
+            "tenant_id": tenant, **run,
+        }
+        await self.db.execute(
+            "INSERT INTO runs (run_id, tenant_id, thread_id, assistant_id, assistant_version,"
+            " graph_id, status, metadata, kwargs, multitask_strategy, temporary, priority,"
+            " attempts, available_at, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row["run_id"], tenant, row["thread_id"], row["assistant_id"],
+                row["assistant_version"], row["graph_id"], row["status"], dumps(row["metadata"]),
+                dumps(row["kwargs"]), row["multitask_strategy"], int(row["temporary"]),
+                row["priority"], 0, row["available_at"], now, now,
+            ),
+        )
+        return row
+
+    async def get(self, tenant: str, run_id: str, thread_id: str | None = None) -> dict[str, Any] | None:
+        sql = f"SELECT {RUN_COLS} FROM runs WHERE tenant_id = ? AND run_id = ?"
+        params: list[Any] = [tenant, run_id]
+        if thread_id is not None:
+            sql += " AND thread_id = ?"
+            params.append(thread_id)
+        return await self.db.fetchone(sql, params)
+
+    async def list_for_thread(
+        self, tenant: str, thread_id: str, *, status: str | None, limit: int, offset: int
+    ) -> list[dict[str, Any]]:
+        sql = f"SELECT {RUN_COLS} FROM runs WHERE tenant_id = ? AND thread_id = ?"
+        params: list[Any] = [tenant, thread_id]
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        sql += " ORDER BY created_at DESC LIMIT ? OFFSET ?"
+        return await self.db.fetchall(sql, [*params, limit, offset])
+
+    async def active_for_thread(self, tenant: str, thread_id: str) -> list[dict[str, Any]]:
+        return await self.db.fetchall(
+            f"SELECT {RUN_COLS} FROM runs WHERE tenant_id = ? AND thread_id = ?"
+            " AND status IN ('pending', 'running') ORDER BY created_at",
+            (tenant, thread_id),
+        )
+
+    async def active(self, tenant: str, status: str | None = None) -> list[dict[str, Any]]:
+        statuses = (status,) if status else ACTIVE
+        return await self.db.fetchall(
+            f"SELECT {RUN_COLS} FROM runs WHERE tenant_id = ?"
+            f" AND status IN ({', '.join('?' for _ in statuses)})",
+            (tenant, *statuses),
+        )
+
+    async def claim(self, worker_id: str, lease_seconds: float) -> dict[str, Any] | None:
+        """Take the next claimable run: highest priority, then oldest; one per thread."""
+        now = utcnow()
+        async with self.db.transaction() as tx:
+            rows = await self.db._fetch(
+                tx,
+                "SELECT r.run_id FROM runs r WHERE r.status = 'pending' AND r.available_at <= ?"
+                " AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.thread_id = r.thread_id"
+                " AND o.status = 'running')"
+                " AND NOT EXISTS (SELECT 1 FROM runs e WHERE e.thread_id = r.thread_id"
+                " AND e.status = 'pending' AND e.created_at < r.created_at)"
+                " ORDER BY r.priority DESC, r.created_at LIMIT 1" + self._lock_clause(),
+                (now,),
+            )
+            if not rows:
+                return None
+            run_id = rows[0]["run_id"]
+            await self.db._execute(
+                tx,
+                "UPDATE runs SET status = 'running', worker_id = ?, lease_until = ?,"
+                " attempts = attempts + 1, started_at = COALESCE(started_at, ?), updated_at = ?"
+                " WHERE run_id = ?",
+                (worker_id, in_seconds(lease_seconds), now, now, run_id),
+            )
+            claimed = await self.db._fetch(
+                tx, f"SELECT {RUN_COLS} FROM runs WHERE run_id = ?", (run_id,)
+            )
+        from dockyard.storage.base import decode_row
+
+        return decode_row(claimed[0])
+
+    def _lock_clause(self) -> str:
+        return "" if self.db.dialect == "sqlite" else " FOR UPDATE SKIP LOCKED"
+
+    async def next_available_at(self) -> str | None:
+        row = await self.db.fetchone(
+            "SELECT MIN(available_at) AS t FROM runs WHERE status = 'pending'"
+        )
+        return row["t"] if row else None
+
+    async def finish(
+        self, run_id: str, status: str, error: dict[str, Any] | None = None
+    ) -> None:
+        now = utcnow()
+        await self.db.execute(
+            "UPDATE runs SET status = ?, error = ?, ended_at = ?, updated_at = ?,"
+            " worker_id = NULL, lease_until = NULL WHERE run_id = ?",
+            (status, dumps(error) if error is not None else None, now, now, run_id),
+        )
+
+    async def set_status(
+        self, tenant: str, run_ids: list[str], status: str, *, only_from: tuple[str, ...] = ACTIVE
+    ) -> int:
+        if not run_ids:
+            return 0
+        now = utcnow()
+        return await self.db.execute(
+            f"UPDATE runs SET status = ?, ended_at = ?, updated_at = ? WHERE tenant_id = ?"
+            f" AND run_id IN ({', '.join('?' for _ in run_ids)})"
+            f" AND status IN ({', '.join('?' for _ in only_from)})",
+            (status, now, now, tenant, *run_ids, *only_from),
+        )
+
+    async def delete(self, tenant: str, run_id: str) -> int:
+        return await self.db.execute(
+            "DELETE FROM runs WHERE tenant_id = ? AND run_id = ?", (tenant, run_id)
+        )
+
+    async def requeue_orphans(self, *, all_running: bool) -> list[str]:
+        """Return runs whose worker is gone to the queue (embedded start-up: all running ones)."""
+        now = utcnow()
+        cond = "status = 'running'" + ("" if all_running else " AND lease_until < ?")
+        params: list[Any] = [] if all_running else [now]
+        rows = await self.db.fetchall(f"SELECT run_id FROM runs WHERE {cond}", params)
+        if rows:
+            await self.db.execute(
+                f"UPDATE runs SET status = 'pending', worker_id = NULL, lease_until = NULL,"
+                f" updated_at = ? WHERE {cond}",
+                [now, *params],
+            )
+        return [r["run_id"] for r in rows]
+
+    async def renew(self, run_ids: list[str], lease_seconds: float) -> None:
+        if run_ids:
+            await self.db.execute(
+                f"UPDATE runs SET lease_until = ? WHERE status = 'running'"
+                f" AND run_id IN ({', '.join('?' for _ in run_ids)})",
+                (in_seconds(lease_seconds), *run_ids),
+            )

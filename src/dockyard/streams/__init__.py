@@ -1,0 +1,1 @@
+"""Event buses: in-process (embedded) and Redis (production) behind ``EventBus``."""

@@ -1,0 +1,53 @@
+"""The event bus interface: run events fan out from the executor to every subscriber.
+
+Two implementations share it: ``InProcessBus`` (embedded mode) and a Redis bus (production,
+see the production issue) so that a client on API replica A can follow a run on worker B.
+Events are pre-encoded JSON bytes, numbered per run so a client can resume after a drop
+(``Last-Event-ID``).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    event: str
+    data: bytes
+
+
+ControlHandler = Callable[[str], Awaitable[None] | None]
+
+
+class EventBus(abc.ABC):
+    @abc.abstractmethod
+    async def publish(self, run_id: str, event: str, data: bytes) -> str:
+        """Append an event to the run's stream; returns its id."""
+
+    @abc.abstractmethod
+    async def close(self, run_id: str) -> None:
+        """Mark the run's stream finished: subscribers drain and stop."""
+
+    @abc.abstractmethod
+    def subscribe(self, run_id: str, *, last_event_id: str | None = None) -> AsyncIterator[Event]:
+        """Events of a run after ``last_event_id`` (from the start when None) until closed."""
+
+    @abc.abstractmethod
+    async def is_closed(self, run_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def send_control(self, run_id: str, action: str) -> bool:
+        """Deliver a control message (``interrupt``/``rollback``) to the run's executor."""
+
+    @abc.abstractmethod
+    def register_control(self, run_id: str, handler: ControlHandler) -> None: ...
+
+    @abc.abstractmethod
+    def unregister_control(self, run_id: str) -> None: ...
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release connections (Redis); nothing to do in-process."""

@@ -1,0 +1,99 @@
+"""In-process event bus for the embedded mode.
+
+Each run gets a bounded buffer of its events; subscribers read from the buffer and wait on a
+condition for more, so late joiners replay what they missed. Buffers are dropped a short while
+after the run ends, so memory does not grow with finished or interrupted runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+
+from dockyard.streams.base import ControlHandler, Event, EventBus
+
+MAX_BUFFERED_EVENTS = 20_000
+RETAIN_CLOSED_SECONDS = 60.0
+
+
+class _Channel:
+    __slots__ = ("closed", "closed_at", "cond", "events", "first_seq", "seq")
+
+    def __init__(self) -> None:
+        self.events: deque[Event] = deque(maxlen=MAX_BUFFERED_EVENTS)
+        self.seq = 0
+        self.cond = asyncio.Condition()
+        self.closed = False
+        self.closed_at = 0.0
+
+
+class InProcessBus(EventBus):
+    def __init__(self) -> None:
+        self._channels: dict[str, _Channel] = {}
+        self._controls: dict[str, ControlHandler] = {}
+
+    def _channel(self, run_id: str) -> _Channel:
+        ch = self._channels.get(run_id)
+        if ch is None:
+            self._gc()
+            ch = self._channels[run_id] = _Channel()
+        return ch
+
+    def _gc(self) -> None:
+        cutoff = time.monotonic() - RETAIN_CLOSED_SECONDS
+        for rid in [r for r, c in self._channels.items() if c.closed and c.closed_at < cutoff]:
+            del self._channels[rid]
+
+    async def publish(self, run_id: str, event: str, data: bytes) -> str:
+        ch = self._channel(run_id)
+        ch.seq += 1
+        ev = Event(str(ch.seq), event, data)
+        ch.events.append(ev)
+        async with ch.cond:
+            ch.cond.notify_all()
+        return ev.id
+
+    async def close(self, run_id: str) -> None:
+        ch = self._channel(run_id)
+        ch.closed = True
+        ch.closed_at = time.monotonic()
+        async with ch.cond:
+            ch.cond.notify_all()
+
+    async def is_closed(self, run_id: str) -> bool:
+        ch = self._channels.get(run_id)
+        return ch is not None and ch.closed
+
+    async def subscribe(
+        self, run_id: str, *, last_event_id: str | None = None
+    ) -> AsyncIterator[Event]:
+        ch = self._channel(run_id)
+        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+        while True:
+            for ev in list(ch.events):
+                if int(ev.id) > after:
+                    after = int(ev.id)
+                    yield ev
+            if ch.closed:
+                return
+            async with ch.cond:
+                if ch.seq <= after and not ch.closed:
+                    await ch.cond.wait()
+
+    async def send_control(self, run_id: str, action: str) -> bool:
+        handler = self._controls.get(run_id)
+        if handler is None:
+            return False
+        result = handler(action)
+        if inspect.isawaitable(result):
+            await result
+        return True
+
+    def register_control(self, run_id: str, handler: ControlHandler) -> None:
+        self._controls[run_id] = handler
+
+    def unregister_control(self, run_id: str) -> None:
+        self._controls.pop(run_id, None)
