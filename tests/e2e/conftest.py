@@ -1,0 +1,122 @@
+"""End-to-end fixtures: a real `dockyard dev` process on a free port, driven by langgraph-sdk."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+PROJECT = Path(__file__).parent / "project"
+DOCKYARD = Path(sys.executable).parent / "dockyard"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    data_dir: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        assert self.log_path is not None
+        with self.log_path.open("ab") as log:
+            self.proc = self._spawn(log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dockyard exited early:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/ok", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"dockyard did not start:\n{self.log_path.read_text()}")
+
+    def _spawn(self, log: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [str(DOCKYARD), "dev", str(PROJECT), "--port", str(self.port), "--no-reload",
+             "--data-dir", str(self.data_dir)],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def logs(self) -> str:
+        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+
+def make_server(tmp: Path, **extra_env: str) -> Server:
+    port = free_port()
+    env = {**os.environ, "DOCKYARD_HEARTBEAT_SECONDS": "0.5", **extra_env}
+    env.pop("DOCKYARD_DATABASE_URL", None)
+    srv = Server(url=f"http://127.0.0.1:{port}", port=port, data_dir=tmp / "data", env=env,
+                 log_path=tmp / "server.log")
+    return srv
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the session (tests create their own threads, so they don't collide)."""
+    srv = make_server(tmp_path_factory.mktemp("dockyard"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[Server]:
+    """A server of the test's own (for crash and restart tests); started by the test."""
+    srv = make_server(tmp_path)
+    yield srv
+    srv.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def url(server: Server) -> str:
+    return server.url
+
+
+@pytest.fixture
+async def client(server: Server):  # type: ignore[no-untyped-def]
+    """An async langgraph-sdk client, closed after the test."""
+    from langgraph_sdk import get_client
+
+    c = get_client(url=server.url)
+    yield c
+    await c.aclose()
+
+
+@pytest.fixture
+def sync_client(server: Server):  # type: ignore[no-untyped-def]
+    from langgraph_sdk import get_sync_client
+
+    c = get_sync_client(url=server.url)
+    yield c
+    c.close()

@@ -1,0 +1,60 @@
+"""Kill the server (SIGKILL) in the middle of a multi-step run; after a restart the run
+completes from its last checkpoint and no finished node runs again."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from langgraph_sdk import get_sync_client
+
+from tests.e2e.conftest import make_server
+
+pytestmark = pytest.mark.e2e
+
+
+def _wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_sigkill_mid_run_resumes_without_rerunning_finished_nodes(tmp_path: Path) -> None:
+    log = tmp_path / "nodes.log"
+    log.touch()
+    srv = make_server(tmp_path, DOCKYARD_E2E_LOG=str(log))
+    srv.start()
+    try:
+        client = get_sync_client(url=srv.url)
+        thread = client.threads.create()
+        run = client.runs.create(thread["thread_id"], "crashable", input={"steps": []})
+        _wait_for(lambda: "end c2" in log.read_text())
+        client.close()
+        srv.stop(signal.SIGKILL)
+        lines_at_kill = log.read_text().splitlines()
+        assert "end c4" not in lines_at_kill, "the run finished before the kill; slow it down"
+
+        srv.start()
+        client = get_sync_client(url=srv.url)
+        final = client.runs.join(thread["thread_id"], run["run_id"])
+        assert final == {"steps": ["c1", "c2", "c3", "c4"]}
+        assert client.runs.get(thread["thread_id"], run["run_id"])["status"] == "success"
+        client.close()
+    finally:
+        srv.stop(signal.SIGKILL)
+
+    starts = Counter(line.split()[1] for line in log.read_text().splitlines()
+                     if line.startswith("start"))
+    ends = Counter(line.split()[1] for line in log.read_text().splitlines()
+                   if line.startswith("end"))
+    finished_before_kill = {ln.split()[1] for ln in lines_at_kill if ln.startswith("end")}
+    assert {"c1", "c2"} <= finished_before_kill
+    for node in finished_before_kill:
+        assert starts[node] == 1, f"{node} finished before the crash but ran again"
+    assert all(ends[n] == 1 for n in ("c1", "c2", "c3", "c4")), ends
