@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     mig.add_argument("--data-dir", help="local state directory (DOCKYARD_DATA_DIR)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
     try:
         if args.command == "dev":
             return _serve(args, dev=True)

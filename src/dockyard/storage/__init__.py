@@ -20,11 +20,12 @@ def create_storage(url: str | None, *, default_path: Path) -> Storage:
         return SqliteStorage(url.removeprefix("sqlite:///") or default_path)
     if url.startswith(("postgresql://", "postgres://")):
         raise ConfigError(
-            "the PostgreSQL dialect is not available in this build yet; use SQLite (unset it)",
+            "DOCKYARD_DATABASE_URL: the PostgreSQL dialect is not available in this build yet;"
+            " use SQLite (unset it)",
             key="DOCKYARD_DATABASE_URL",
         )
     raise ConfigError(
-        f"unsupported database URL scheme in {url.split(':', 1)[0]!r}; "
+        f"DOCKYARD_DATABASE_URL: unsupported database URL scheme in {url.split(':', 1)[0]!r}; "
         "use sqlite:///path or postgresql://…",
         key="DOCKYARD_DATABASE_URL",
     )

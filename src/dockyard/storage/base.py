@@ -47,6 +47,10 @@ SORTABLE = {
     "assistants": {"assistant_id", "graph_id", "name", "created_at", "updated_at"},
 }
 
+# The reference server sorts threads by the time their state last changed; Dockyard updates
+# ``updated_at`` whenever a run or a state update writes the thread's values.
+SORT_ALIASES = {"state_updated_at": "updated_at"}
+
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 
 
@@ -97,8 +101,16 @@ class Storage(abc.ABC):
         ...
 
     @abc.abstractmethod
-    def _json_field(self, column: str, key: str) -> str:
-        """SQL for the JSON text of ``column[key]`` (compared with a JSON-encoded param)."""
+    def _json_field(self, column: str, path: Sequence[str]) -> str:
+        """SQL for the canonical JSON text at ``column[path[0]][path[1]]…``.
+
+        Compared with ``_json_param()``: both sides must render a value the same way (strings
+        quoted, booleans as ``true``/``false``, arrays minified).
+        """
+
+    def _json_param(self) -> str:
+        """SQL placeholder that canonicalises a JSON-encoded parameter."""
+        return "?"
 
     @abc.abstractmethod
     async def delete_checkpoints(
@@ -148,33 +160,54 @@ class Storage(abc.ABC):
         return stmt
 
     # ---- helpers -------------------------------------------------------------------------
+    def statement(self) -> Any:
+        """Context for one statement, atomic on its own (no explicit BEGIN/COMMIT).
+
+        Dialects may override it with something cheaper than ``transaction()``; a single
+        statement never needs a multi-statement transaction.
+        """
+        return self.transaction()
+
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
-        async with self.transaction() as tx:
+        async with self.statement() as tx:
             rows = await self._fetch(tx, sql, params)
         return decode_row(rows[0]) if rows else None
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        async with self.transaction() as tx:
+        async with self.statement() as tx:
             rows = await self._fetch(tx, sql, params)
         return [r for r in (decode_row(x) for x in rows) if r is not None]
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        async with self.transaction() as tx:
+        async with self.statement() as tx:
             return await self._execute(tx, sql, params)
 
     def json_filter(
         self, column: str, filt: dict[str, Any] | None, clauses: list[str], params: list[Any]
     ) -> None:
-        """Append equality conditions ``column[key] == value`` for each key of ``filt``."""
-        for key, value in (filt or {}).items():
-            if not _KEY_RE.match(key):
+        """Append conditions matching rows whose JSON ``column`` contains ``filt``.
+
+        Nested objects match by containment, as in the reference server (JSONB ``@>``):
+        ``{"a": {"b": 1}}`` matches ``{"a": {"b": 1, "c": 2}}``. Other values match exactly.
+        """
+        self._json_filter(column, filt or {}, (), clauses, params)
+
+    def _json_filter(
+        self, column: str, filt: dict[str, Any], path: tuple[str, ...], clauses: list[str],
+        params: list[Any],
+    ) -> None:
+        for key, value in filt.items():
+            if not isinstance(key, str) or not _KEY_RE.match(key):
                 raise InvalidInput(f"Invalid filter key {key!r} for {column}")
-            clauses.append(f"{self._json_field(column, key)} = ?")
+            if isinstance(value, dict) and value:
+                self._json_filter(column, value, (*path, key), clauses, params)
+                continue
+            clauses.append(f"{self._json_field(column, (*path, key))} = {self._json_param()}")
             params.append(dumps(value))
 
     @staticmethod
     def order_by(table: str, sort_by: str | None, sort_order: str | None, default: str) -> str:
-        col = sort_by or default
+        col = SORT_ALIASES.get(sort_by or default, sort_by or default)
         if col not in SORTABLE[table]:
             raise InvalidInput(f"Cannot sort {table} by {col!r}; use one of {sorted(SORTABLE[table])}")
         order = (sort_order or "desc").lower()

@@ -20,6 +20,24 @@ RUN_COLS = (
 ACTIVE = ("pending", "running")
 
 
+def public_run(row: dict[str, Any]) -> dict[str, Any]:
+    """A run row in the Agent Server's ``Run`` shape (the API's and the webhooks' view)."""
+    return {
+        "run_id": row["run_id"],
+        "thread_id": row["thread_id"],
+        "assistant_id": row["assistant_id"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "status": row["status"],
+        "metadata": row["metadata"],
+        "kwargs": dict(row["kwargs"]),
+        "multitask_strategy": row["multitask_strategy"],
+        "assistant_version": row["assistant_version"],
+        "attempts": row["attempts"],
+        "error": row.get("error"),
+    }
+
+
 def in_seconds(seconds: float) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
 

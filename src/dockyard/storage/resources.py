@@ -164,6 +164,9 @@ THREAD_COLS = (
 )
 
 
+_THREAD_JSON = ("metadata", "values", "interrupts", "config", "error")
+
+
 class Threads:
     def __init__(self, db: Storage) -> None:
         self.db = db
@@ -197,8 +200,8 @@ class Threads:
         for key, value in fields.items():
             col = '"values"' if key == "values" else key
             sets.append(f"{col} = ?")
-            params.append(dumps(value) if key in ("metadata", "values", "interrupts", "config")
-                          else value)
+            # Every JSON column is encoded here: rows are decoded by JSON_COLUMNS on the way out.
+            params.append(dumps(value) if key in _THREAD_JSON else value)
         sets.append("updated_at = ?")
         params.append(utcnow())
         return await self.db.execute(

@@ -1,98 +1,117 @@
 """SQLite dialect: the embedded default (a WAL file under ``.dockyard/``).
 
-One aiosqlite connection is shared by Dockyard's tables and langgraph's ``AsyncSqliteSaver``,
-serialised by the saver's own asyncio lock. In one process this removes writer contention
-(no SQLITE_BUSY retries) and keeps each run's queue, thread and checkpoint writes on one thread.
+One ``sqlite3`` connection, used directly on the event loop, is shared by Dockyard's tables and
+the checkpointer (``LoopSqliteSaver``). Statements on a local WAL file take microseconds, so
+running them on the loop is cheaper than a thread hop per statement, and one connection in one
+process means no writer contention (no SQLITE_BUSY retries). An asyncio lock keeps a
+multi-statement transaction whole should its body ever await.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
 from dockyard.errors import StorageError
 from dockyard.storage.base import Storage
+from dockyard.storage.sqlite_saver import LoopSqliteSaver
 
 
 class SqliteStorage(Storage):
     dialect = "sqlite"
-    checkpointer: AsyncSqliteSaver
+    checkpointer: LoopSqliteSaver
 
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
-        self._conn: aiosqlite.Connection | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()
 
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = await aiosqlite.connect(self.path, isolation_level=None)
+            # Autocommit (isolation_level=None): a lone statement is its own transaction;
+            # `transaction()` issues BEGIN IMMEDIATE explicitly. Sync graph nodes reach the
+            # store through the loop, so the connection is only used from the loop's thread;
+            # check_same_thread=False lets `dockyard migrate` and tests open it elsewhere.
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             # WAL: readers never block the writer and a crash never corrupts committed rows.
-            await conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: committed transactions survive a process crash; only an OS
             # crash/power loss can roll back the last commits. fsync per commit would cap runs/s.
-            await conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
             # Enforce REFERENCES (assistant versions cascade with their assistant).
-            await conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA foreign_keys=ON")
             # A second process (e.g. `dockyard migrate` while dev runs) waits instead of failing.
-            await conn.execute("PRAGMA busy_timeout=5000")
-        except Exception as exc:  # driver errors stop at the storage boundary
+            conn.execute("PRAGMA busy_timeout=5000")
+            self.checkpointer = LoopSqliteSaver(conn)
+            self.checkpointer.setup()
+        except sqlite3.Error as exc:  # driver errors stop at the storage boundary
             raise StorageError(f"Cannot open SQLite database {self.path}: {exc}") from exc
         self._conn = conn
-        self.checkpointer = AsyncSqliteSaver(conn)
-        await self.checkpointer.setup()
 
     async def close(self) -> None:
         if self._conn is not None:
-            await self._conn.close()
+            self._conn.close()
             self._conn = None
 
     @property
-    def conn(self) -> aiosqlite.Connection:
+    def conn(self) -> sqlite3.Connection:
         if self._conn is None:
             raise StorageError("Storage is not open")
         return self._conn
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        # The saver's lock guards the shared connection: one unit of work at a time.
-        async with self.checkpointer.lock:
+    async def transaction(self) -> AsyncIterator[sqlite3.Connection]:
+        async with self._lock:
             conn = self.conn
-            await conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
             except BaseException:
-                await conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK")
                 raise
             else:
-                await conn.execute("COMMIT")
+                conn.execute("COMMIT")
+
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[sqlite3.Connection]:
+        async with self._lock:
+            yield self.conn
 
     async def _execute(self, tx: Any, sql: str, params: Sequence[Any] = ()) -> int:
         try:
-            cur = await tx.execute(sql, tuple(params))
-        except Exception as exc:
+            cur = tx.execute(sql, tuple(params))
+        except sqlite3.Error as exc:
             raise StorageError(f"SQLite error: {exc}") from exc
         count: int = cur.rowcount
-        await cur.close()
+        cur.close()
         return count
 
     async def _fetch(self, tx: Any, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         try:
-            cur = await tx.execute(sql, tuple(params))
-            rows = await cur.fetchall()
-        except Exception as exc:
+            cur = tx.execute(sql, tuple(params))
+            rows = cur.fetchall()
+        except sqlite3.Error as exc:
             raise StorageError(f"SQLite error: {exc}") from exc
         cols = [d[0] for d in cur.description or ()]
-        await cur.close()
+        cur.close()
         return [dict(zip(cols, r, strict=True)) for r in rows]
 
-    def _json_field(self, column: str, key: str) -> str:
-        return f"json_extract({column}, '$.\"{key}\"')"
+    def _json_field(self, column: str, path: Sequence[str]) -> str:
+        # json_extract() returns SQL values (strings unquoted, booleans as 0/1): re-encode them
+        # so that "1", 1 and true stay distinct, and a missing key (NULL) differs from a JSON
+        # null, as with JSONB containment. Keys are checked against _KEY_RE by the caller.
+        p = "$" + "".join(f'."{k}"' for k in path)
+        return (
+            f"(CASE json_type({column}, '{p}') WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'"
+            f" WHEN 'null' THEN 'null' ELSE nullif(json_quote(json_extract({column}, '{p}')),"
+            " 'null') END)"
+        )
 
     def _json_param(self) -> str:
         return "json(?)"
