@@ -291,6 +291,24 @@ def test_state_schema_falls_back_to_any_for_undescribable_channels() -> None:
     assert state["properties"]["count"]["type"] == "integer"
 
 
+def test_input_and_output_schemas_of_a_typing_typeddict_state() -> None:
+    # pydantic refuses typing.TypedDict before Python 3.12; the schemas come from the channels.
+    import typing
+
+    class PlainState(typing.TypedDict, total=False):
+        items: Annotated[list[str], operator.add]
+        handle: Opaque
+
+    builder = StateGraph(PlainState)
+    builder.add_node("noop", lambda state: {})
+    builder.add_edge(START, "noop")
+    schemas = _roundtrip(graph_schemas(builder.compile(), "plain"))
+
+    for key in ("input_schema", "output_schema"):
+        assert set(schemas[key]["properties"]) == {"items", "handle"}
+        assert schemas[key]["properties"]["items"]["type"] == "array"
+
+
 # --- subgraph_schemas ------------------------------------------------------------------------
 
 

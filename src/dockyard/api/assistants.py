@@ -20,12 +20,16 @@ from dockyard.services.core import Dockyard
 router = APIRouter(prefix="/assistants", tags=["assistants"])
 
 
+def _config(body: AssistantCreate | AssistantPatch) -> dict[str, Any] | None:
+    return body.config.model_dump(exclude_none=True) if body.config is not None else None
+
+
 @router.post("")
 async def create_assistant(
     body: AssistantCreate, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
 ) -> dict[str, Any]:
     return await app.assistants.create(
-        tenant, graph_id=body.graph_id, assistant_id=body.assistant_id, config=body.config,
+        tenant, graph_id=body.graph_id, assistant_id=body.assistant_id, config=_config(body),
         context=body.context, metadata=body.metadata, if_exists=body.if_exists or "raise",
         name=body.name, description=body.description,
     )
@@ -67,16 +71,19 @@ async def patch_assistant(
     tenant: str = Depends(tenant_of),
 ) -> dict[str, Any]:
     return await app.assistants.update(
-        tenant, assistant_id, graph_id=body.graph_id, config=body.config, context=body.context,
+        tenant, assistant_id, graph_id=body.graph_id, config=_config(body), context=body.context,
         metadata=body.metadata, name=body.name, description=body.description,
     )
 
 
 @router.delete("/{assistant_id}", status_code=204)
 async def delete_assistant(
-    assistant_id: str, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
+    assistant_id: str, delete_threads: bool = False, app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
 ) -> Response:
-    await app.assistants.delete(tenant, assistant_id)
+    deleted = await app.assistants.delete(tenant, assistant_id)
+    if delete_threads:
+        await app.threads.delete_for_assistant(tenant, deleted)
     return Response(status_code=204)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
@@ -16,6 +18,8 @@ from dockyard.services.core import Dockyard
 from dockyard.streams.base import Event
 
 router = APIRouter(tags=["runs"])
+
+DISCONNECT_POLL_SECONDS = 0.5
 
 
 def _locations(run: dict[str, Any], suffix: str) -> dict[str, str]:
@@ -51,6 +55,30 @@ def _stream(
     )
 
 
+async def _result(
+    app: Dockyard, tenant: str, run: dict[str, Any], request: Request, *, cancel: bool
+) -> Any:
+    """The run's result; with ``on_disconnect=cancel`` a client that hangs up cancels the run."""
+    if not cancel:
+        return await app.runs.result(tenant, run)
+    waiter = asyncio.ensure_future(app.runs.result(tenant, run))
+    try:
+        while True:
+            done, _ = await asyncio.wait({waiter}, timeout=DISCONNECT_POLL_SECONDS)
+            if done:
+                return waiter.result()
+            if await request.is_disconnected():
+                fresh = await app.runs.queue.get(tenant, run["run_id"])
+                if fresh is not None and fresh["status"] in ("pending", "running"):
+                    await app.runs.cancel(tenant, run["thread_id"], run["run_id"])
+                return None
+    finally:
+        if not waiter.done():
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+
+
 # ---- stateful -------------------------------------------------------------------------
 @router.post("/threads/{thread_id}/runs")
 async def create_run(
@@ -72,11 +100,11 @@ async def stream_run(
 
 @router.post("/threads/{thread_id}/runs/wait")
 async def wait_run(
-    thread_id: str, body: RunCreate, app: Dockyard = Depends(app_of),
+    thread_id: str, body: RunCreate, request: Request, app: Dockyard = Depends(app_of),
     tenant: str = Depends(tenant_of),
 ) -> Response:
     run = await _create(app, tenant, thread_id, body)
-    result = await app.runs.result(tenant, run)
+    result = await _result(app, tenant, run, request, cancel=body.on_disconnect == "cancel")
     return _JSON(result, headers=_locations(run, "join"))
 
 
@@ -135,8 +163,10 @@ async def join_stream(
     app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
 ) -> StreamingResponse:
     run = await app.runs.get(tenant, thread_id, run_id)
+    # The SDK sends `stream_mode=` (empty) when no mode is given: that means "all modes".
+    modes = [m for m in stream_mode or [] if m]
     return _stream(
-        app, tenant, run, last_event_id=last_event_id, modes=stream_mode or None,
+        app, tenant, run, last_event_id=last_event_id, modes=modes or None,
         cancel_on_disconnect=cancel_on_disconnect,
     )
 
@@ -160,10 +190,12 @@ async def stream_stateless_run(
 
 @router.post("/runs/wait")
 async def wait_stateless_run(
-    body: RunCreate, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
+    body: RunCreate, request: Request, app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
 ) -> Response:
     run = await _create(app, tenant, None, body)
-    return _JSON(await app.runs.result(tenant, run))
+    result = await _result(app, tenant, run, request, cancel=body.on_disconnect == "cancel")
+    return _JSON(result, headers=_locations(run, "join"))
 
 
 @router.post("/runs/batch")

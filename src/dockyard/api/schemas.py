@@ -6,15 +6,77 @@ refused with a clear message by ``reject_unsupported`` (never silently ignored).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from dockyard.errors import InvalidInput
+
+# Bounds that keep numbers inside what SQLite integers and datetimes can hold: an offset past
+# 2**63 or a TTL of 1e308 minutes is a client mistake, answered with 422 rather than a crash.
+Offset = Annotated[int, Field(ge=0, le=2**62)]
+Limit = Annotated[int, Field(ge=0, le=1000)]
+Seconds = Annotated[float, Field(ge=0, le=10**9, allow_inf_nan=False)]
+Minutes = Annotated[float, Field(gt=0, le=10**9, allow_inf_nan=False)]
+
+AssistantField = Literal["assistant_id", "graph_id", "name", "description", "config", "context",
+                         "created_at", "updated_at", "metadata", "version"]
+ThreadField = Literal["thread_id", "created_at", "updated_at", "metadata", "config", "context",
+                      "status", "values", "interrupts", "error"]
+_STATE_FIELDS = ("values", "next", "tasks", "checkpoint", "metadata", "created_at",
+                 "parent_checkpoint", "interrupts", "checkpoint_id", "parent_checkpoint_id")
+
+
+def _state_fields(fields: list[str] | None) -> list[str] | None:
+    for name in fields or ():
+        if name not in _STATE_FIELDS and not (name.startswith("values.") and len(name) > 7):
+            raise ValueError(f"unknown state field {name!r}; use one of {list(_STATE_FIELDS)} "
+                             "or 'values.<key>'")
+    return fields
+
+
+StateSelect = Annotated[list[str] | None, AfterValidator(_state_fields)]
+
+
+def _check_text(data: Any) -> None:
+    """Refuse strings with unpaired UTF-16 surrogates (``"\\ud800"``): JSON allows the escape,
+    but no UTF-8 encoder (orjson, SQLite) can store it."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError("text contains an unpaired surrogate (invalid Unicode)") \
+                        from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        _check_text(data)
+        return data
+
+
+class RunnableConfig(BaseModel):
+    """An assistant's or a run's ``config``: the keys LangGraph reads are type-checked."""
+
+    model_config = ConfigDict(extra="allow")
+
+    tags: list[str] | None = None
+    recursion_limit: int | None = Field(None, ge=1)
+    configurable: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
 
 
 def reject_unsupported(body: BaseModel, fields: dict[str, str]) -> None:
@@ -27,7 +89,7 @@ def reject_unsupported(body: BaseModel, fields: dict[str, str]) -> None:
 class AssistantCreate(Body):
     graph_id: str
     assistant_id: str | None = None
-    config: dict[str, Any] | None = None
+    config: RunnableConfig | None = None
     context: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     if_exists: Literal["raise", "do_nothing"] | None = None
@@ -37,7 +99,7 @@ class AssistantCreate(Body):
 
 class AssistantPatch(Body):
     graph_id: str | None = None
-    config: dict[str, Any] | None = None
+    config: RunnableConfig | None = None
     context: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     name: str | None = None
@@ -48,11 +110,11 @@ class AssistantSearch(Body):
     metadata: dict[str, Any] | None = None
     graph_id: str | None = None
     name: str | None = None
-    limit: int = Field(10, ge=0, le=1000)
-    offset: int = Field(0, ge=0)
-    sort_by: str | None = None
+    limit: Limit = 10
+    offset: Offset = 0
+    sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = None
     sort_order: Literal["asc", "desc"] | None = None
-    select: list[str] | None = None
+    select: list[AssistantField] | None = None
 
 
 class AssistantCount(Body):
@@ -63,8 +125,8 @@ class AssistantCount(Body):
 
 class AssistantVersions(Body):
     metadata: dict[str, Any] | None = None
-    limit: int = Field(10, ge=0, le=1000)
-    offset: int = Field(0, ge=0)
+    limit: Limit = 10
+    offset: Offset = 0
 
 
 class AssistantLatest(Body):
@@ -89,11 +151,12 @@ class ThreadSearch(Body):
     values: dict[str, Any] | None = None
     ids: list[str] | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
-    limit: int = Field(10, ge=0, le=1000)
-    offset: int = Field(0, ge=0)
-    sort_by: str | None = None
+    limit: Limit = 10
+    offset: Offset = 0
+    sort_by: Literal["thread_id", "status", "created_at", "updated_at",
+                     "state_updated_at"] | None = None
     sort_order: Literal["asc", "desc"] | None = None
-    select: list[str] | None = None
+    select: list[ThreadField] | None = None
     extract: dict[str, str] | None = None
 
 
@@ -111,7 +174,7 @@ class ThreadPrune(Body):
 class StateCheckpoint(Body):
     checkpoint: dict[str, Any]
     subgraphs: bool = False
-    select: list[str] | None = None
+    select: StateSelect = None
 
 
 class StateUpdate(Body):
@@ -126,7 +189,7 @@ class HistoryQuery(Body):
     before: str | dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     checkpoint: dict[str, Any] | None = None
-    select: list[str] | None = None
+    select: StateSelect = None
 
 
 StreamModeT = str | list[str]
@@ -136,7 +199,7 @@ class RunCreate(Body):
     assistant_id: str
     input: Any = None
     command: dict[str, Any] | None = None
-    config: dict[str, Any] | None = None
+    config: RunnableConfig | None = None
     context: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     stream_mode: StreamModeT | None = None
@@ -152,7 +215,7 @@ class RunCreate(Body):
     if_not_exists: Literal["create", "reject"] | None = None
     on_disconnect: Literal["cancel", "continue"] | None = None
     on_completion: Literal["delete", "keep"] | None = None
-    after_seconds: float | None = Field(None, ge=0)
+    after_seconds: Seconds | None = None
     durability: Literal["sync", "async", "exit"] | None = None
     feedback_keys: list[str] | None = None
     langsmith_tracer: dict[str, Any] | None = None
@@ -185,7 +248,7 @@ class StorePut(Body):
     key: str = Field(min_length=1)
     value: dict[str, Any]
     index: Any = None
-    ttl: float | None = None
+    ttl: Minutes | None = None
 
 
 class StoreDelete(Body):
@@ -196,8 +259,8 @@ class StoreDelete(Body):
 class StoreSearch(Body):
     namespace_prefix: list[str] = Field(default_factory=list)
     filter: dict[str, Any] | None = None
-    limit: int = Field(10, ge=0, le=1000)
-    offset: int = Field(0, ge=0)
+    limit: Limit = 10
+    offset: Offset = 0
     query: str | None = None
     refresh_ttl: bool | None = None
 
@@ -206,5 +269,5 @@ class StoreNamespaces(Body):
     prefix: list[str] | None = None
     suffix: list[str] | None = None
     max_depth: int | None = Field(None, ge=1)
-    limit: int = Field(100, ge=0, le=1000)
-    offset: int = Field(0, ge=0)
+    limit: Limit = 100
+    offset: Offset = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from dockyard.api.deps import app_of, select_fields, tenant_of
 from dockyard.api.schemas import (
@@ -17,6 +17,7 @@ from dockyard.api.schemas import (
     ThreadPatch,
     ThreadPrune,
     ThreadSearch,
+    _state_fields,
     reject_unsupported,
 )
 from dockyard.errors import InvalidInput
@@ -74,6 +75,22 @@ def extract_path(obj: Any, path: str) -> Any:
     return cur
 
 
+def select_state(state: dict[str, Any], select: list[str] | None) -> dict[str, Any]:
+    """Keep the ``select``ed fields of a thread state; ``values.<key>`` keeps one state key."""
+    if not select:
+        return state
+    try:
+        _state_fields(select)
+    except ValueError as exc:
+        raise InvalidInput(f"select: {exc}") from None
+    out = {name: state[name] for name in select if name in state}
+    if "values" not in out and isinstance(state.get("values"), dict):
+        keys = [name[len("values."):] for name in select if name.startswith("values.")]
+        if keys:
+            out["values"] = {k: state["values"][k] for k in keys if k in state["values"]}
+    return out
+
+
 @router.post("/count")
 async def count_threads(
     body: ThreadCount, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
@@ -98,13 +115,16 @@ async def get_thread(
     return await app.threads.get(tenant, thread_id)
 
 
-@router.patch("/{thread_id}")
+@router.patch("/{thread_id}", response_model=None)
 async def patch_thread(
-    thread_id: str, body: ThreadPatch, app: Dockyard = Depends(app_of),
-    tenant: str = Depends(tenant_of),
-) -> dict[str, Any]:
+    thread_id: str, body: ThreadPatch, prefer: str | None = Header(None),
+    app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
+) -> dict[str, Any] | Response:
     reject_unsupported(body, {"ttl": _TTL})
-    return await app.threads.patch(tenant, thread_id, body.metadata)
+    thread = await app.threads.patch(tenant, thread_id, body.metadata)
+    if prefer and "return=minimal" in prefer.replace(" ", "").lower():
+        return Response(status_code=204)
+    return thread
 
 
 @router.delete("/{thread_id}", status_code=204)
@@ -124,10 +144,11 @@ async def copy_thread(
 
 @router.get("/{thread_id}/state")
 async def get_state(
-    thread_id: str, subgraphs: bool = False, app: Dockyard = Depends(app_of),
-    tenant: str = Depends(tenant_of),
+    thread_id: str, subgraphs: bool = False, select: list[str] | None = Query(None),
+    app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
 ) -> dict[str, Any]:
-    return await app.threads.state(tenant, thread_id, subgraphs=subgraphs)
+    state = await app.threads.state(tenant, thread_id, subgraphs=subgraphs)
+    return select_state(state, select)
 
 
 @router.post("/{thread_id}/state")
@@ -151,17 +172,19 @@ async def get_state_at(
     state = await app.threads.state(
         tenant, thread_id, checkpoint=body.checkpoint, subgraphs=body.subgraphs
     )
-    return select_fields([state], body.select)[0]
+    return select_state(state, body.select)
 
 
 @router.get("/{thread_id}/state/{checkpoint_id}")
 async def get_state_by_id(
     thread_id: str, checkpoint_id: str, subgraphs: bool = False,
-    app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
+    select: list[str] | None = Query(None), app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
 ) -> dict[str, Any]:
-    return await app.threads.state(
+    state = await app.threads.state(
         tenant, thread_id, checkpoint={"checkpoint_id": checkpoint_id}, subgraphs=subgraphs
     )
+    return select_state(state, select)
 
 
 @router.post("/{thread_id}/history")
@@ -173,7 +196,7 @@ async def post_history(
         tenant, thread_id, limit=body.limit, before=body.before, metadata=body.metadata,
         checkpoint=body.checkpoint,
     )
-    return select_fields(rows, body.select)
+    return [select_state(row, body.select) for row in rows]
 
 
 @router.get("/{thread_id}/history")

@@ -23,8 +23,8 @@ from dockyard.runtime.streaming import (
     langgraph_modes,
 )
 from dockyard.serde import json_dumps, to_jsonable
-from dockyard.storage.base import Storage
-from dockyard.storage.queue import RunQueue
+from dockyard.storage.base import Storage, utcnow
+from dockyard.storage.queue import RunQueue, public_run
 from dockyard.storage.resources import Assistants, Threads
 from dockyard.streams.base import EventBus
 
@@ -138,6 +138,7 @@ async def execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
     bus.register_control(run_id, on_control)
     status, error = "success", None
     final_values: Any = None
+    graph: Any = None
     try:
         await bus.publish(
             run_id, "metadata", json_dumps({"run_id": run_id, "attempt": run["attempts"]})
@@ -165,7 +166,11 @@ async def execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
         except asyncio.CancelledError:
             if not cancel_action:
                 raise  # shutdown: leave the run claimed; it is re-queued at next start
+            if task is not None:
+                task.uncancel()  # the cancel was ours and is handled: later awaits run normally
             status = await _on_cancel(deps, run, cancel_action[0])
+            # `wait`/`join` of a cancelled run answer with the thread's values, as they stand.
+            final_values = await _latest_values(graph, thread_id)
         except Exception as exc:
             status = "error"
             error = {
@@ -178,12 +183,15 @@ async def execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
             await bus.publish(
                 run_id, "error", json_dumps({"error": error["error"], "message": error["message"]})
             )
+            # Like the reference server, the thread shows the state of its last checkpoint.
+            values = await _latest_values(graph, thread_id)
             await deps.threads.update(
-                run["tenant_id"], thread_id, status="error", error=error["message"]
+                run["tenant_id"], thread_id, status="error", error=error["message"],
+                **({"values": values} if values is not None else {}),
             )
         if status != "rolled_back":
             await deps.queue.finish(run_id, status, error)
-        await _after(deps, run, status, final_values)
+        await _after(deps, run, status, final_values, error)
         return status
     finally:
         bus.unregister_control(run_id)
@@ -223,11 +231,23 @@ async def _stream(
             if "messages-tuple" in modes:
                 await publish(run_id, event_name("messages", ns), json_dumps([msg, meta]))
             if acc is not None:
-                for name, data in acc.feed(msg, meta):
+                for name, data in acc.feed(msg, meta, ns):
                     await publish(run_id, event_name(name, ns), json_dumps(data))
         elif mode in modes:
             await publish(run_id, event_name(mode, ns), json_dumps(chunk))
 
+    await _drive(graph, graph_input, config, options, modes, lg_modes, subgraphs, emit,
+                 publish_event=lambda data: publish(run_id, "events", data))
+    if acc is not None:
+        for ns, name, data in acc.flush():
+            await publish(run_id, event_name(name, ns), json_dumps(data))
+
+
+async def _drive(
+    graph: Any, graph_input: Any, config: dict[str, Any], options: dict[str, Any],
+    modes: list[str], lg_modes: list[str], subgraphs: bool, emit: Any, publish_event: Any,
+) -> None:
+    """Iterate the graph's stream (or its astream_events when ``events`` is asked for)."""
     if "events" in modes:
         root_id: str | None = None
         async for ev in graph.astream_events(graph_input, config, version="v2", **options):
@@ -241,7 +261,7 @@ async def _stream(
                 ns, mode, chunk = _split_chunk(ev["data"]["chunk"], subgraphs, lg_modes)
                 await emit(ns, mode, chunk)
             else:
-                await publish(run_id, "events", json_dumps(ev))
+                await publish_event(json_dumps(ev))
         return
     async for item in graph.astream(graph_input, config, **options):
         ns, mode, chunk = _split_chunk(item, subgraphs, lg_modes)
@@ -268,6 +288,17 @@ async def _input_for(deps: ExecutionDeps, run: dict[str, Any], graph: Any) -> An
     if kwargs.get("command") is not None:
         return build_command(kwargs["command"])
     return kwargs.get("input")
+
+
+async def _latest_values(graph: Any, thread_id: str) -> Any:
+    if graph is None:
+        return None
+    try:
+        state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+    except Exception:
+        log.exception("state_read_failed thread_id=%s", thread_id)
+        return None
+    return to_jsonable(state.values) if state.config else None
 
 
 def _interrupt_map(state: Any) -> dict[str, Any]:
@@ -308,11 +339,25 @@ async def _refresh_thread(deps: ExecutionDeps, run: dict[str, Any]) -> None:
     )
 
 
-async def _after(deps: ExecutionDeps, run: dict[str, Any], status: str, values: Any) -> None:
+async def _after(
+    deps: ExecutionDeps, run: dict[str, Any], status: str, values: Any,
+    error: dict[str, Any] | None,
+) -> None:
     kwargs = run["kwargs"]
     if kwargs.get("webhook") and deps.webhooks is not None and status != "rolled_back":
-        row = await deps.queue.get(run["tenant_id"], run["run_id"])
-        deps.webhooks.schedule(kwargs["webhook"], {**(row or run), "values": values})
+        row = await deps.queue.get(run["tenant_id"], run["run_id"]) or run
+        # The reference payload: the run, its timings and the thread's values (for a failed
+        # run: the values of its last checkpoint, and the error message).
+        payload = {
+            **public_run(row), "status": status,
+            "run_started_at": row.get("started_at"), "run_ended_at": row.get("ended_at"),
+            "webhook_sent_at": utcnow(), "values": values,
+        }
+        if error is not None:
+            thread = await deps.threads.get(run["tenant_id"], run["thread_id"])
+            payload["error"] = error["message"]
+            payload["values"] = thread["values"] if thread else None
+        deps.webhooks.schedule(kwargs["webhook"], payload)
     if run.get("temporary") and kwargs.get("on_completion", "delete") == "delete":
         if status in ("success", "error", "interrupted"):
             await deps.storage.delete_checkpoints(run["thread_id"])

@@ -213,11 +213,32 @@ def _best_effort(graph: object, kind: str, derive: Callable[[Any], Schema | None
 
 
 def _input_schema(graph: Any) -> Schema | None:
-    return _call_schema_method(graph, "get_input_jsonschema")
+    try:
+        return _call_schema_method(graph, "get_input_jsonschema")
+    except pydantic.PydanticUserError as exc:
+        return _builder_schema(graph, "input_schema", "Input", exc)
 
 
 def _output_schema(graph: Any) -> Schema | None:
-    return _call_schema_method(graph, "get_output_jsonschema")
+    try:
+        return _call_schema_method(graph, "get_output_jsonschema")
+    except pydantic.PydanticUserError as exc:
+        return _builder_schema(graph, "output_schema", "Output", exc)
+
+
+def _builder_schema(graph: Any, attr: str, suffix: str, error: Exception) -> Schema | None:
+    """Fallback for a StateGraph whose input/output type pydantic cannot describe.
+
+    The common case: a ``typing.TypedDict`` state on Python < 3.12, or a field of an opaque type.
+    The schema is then built from the channels of that type's keys, the way the state schema is
+    (an undescribable field becomes ``Any``); otherwise ``error`` stands.
+    """
+    builder = getattr(graph, "builder", None)
+    schemas = getattr(builder, "schemas", None)
+    typ = getattr(builder, attr, None)
+    if not isinstance(schemas, Mapping) or typ not in schemas:
+        raise error
+    return _channels_schema(graph, list(schemas[typ]), suffix)
 
 
 def _context_schema(graph: Any) -> Schema | None:
@@ -244,8 +265,14 @@ def _state_schema(graph: Any) -> Schema | None:
         result = native()
         return result if isinstance(result, dict) else None
     channel_names = getattr(graph, "stream_channels_list", None)
+    if channel_names is None:
+        return None
+    return _channels_schema(graph, channel_names, "State")
+
+
+def _channels_schema(graph: Any, channel_names: list[str], suffix: str) -> Schema | None:
     channels = getattr(graph, "channels", None)
-    if channel_names is None or not isinstance(channels, Mapping):
+    if not isinstance(channels, Mapping):
         return None
     fields: dict[str, Any] = {}
     for index, key in enumerate(channel_names):
@@ -255,7 +282,7 @@ def _state_schema(graph: Any) -> Schema | None:
             _describable_type(channels.get(key)),
             pydantic.Field(default=None, alias=key, title=_field_title(key)),
         )
-    model = pydantic.create_model(_graph_name(graph, "State"), **fields)
+    model = pydantic.create_model(_graph_name(graph, suffix), **fields)
     return model.model_json_schema(by_alias=True)
 
 

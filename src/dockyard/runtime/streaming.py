@@ -45,26 +45,55 @@ def langgraph_modes(client_modes: Iterable[str]) -> list[str]:
 
 
 class MessageAccumulator:
-    """State for the legacy ``messages`` mode: one accumulated message per id."""
+    """State for the legacy ``messages`` mode: one accumulated message per id.
+
+    Like the reference server, ``messages/partial`` carries the whole message so far (as a
+    message, not a chunk). A message ends with ``messages/complete``: at once when LangGraph
+    emits a finished message, when its last chunk arrives (``chunk_position == "last"``), or
+    at the end of the run (``flush``) for models that never mark their last chunk.
+    """
 
     def __init__(self) -> None:
         self.messages: dict[str, Any] = {}
+        self.completed: set[str] = set()
+        self.namespaces: dict[str, tuple[str, ...]] = {}
 
-    def feed(self, chunk: Any, metadata: dict[str, Any]) -> list[tuple[str, Any]]:
-        from langchain_core.messages import BaseMessageChunk
+    def feed(
+        self, chunk: Any, metadata: dict[str, Any], namespace: tuple[str, ...] = ()
+    ) -> list[tuple[str, Any]]:
+        from langchain_core.messages import BaseMessageChunk, message_chunk_to_message
 
         events: list[tuple[str, Any]] = []
         msg_id = getattr(chunk, "id", None) or "unknown"
         if msg_id not in self.messages:
+            self.namespaces[msg_id] = namespace
             events.append(("messages/metadata", {msg_id: {"metadata": metadata}}))
         if isinstance(chunk, BaseMessageChunk):
             prev = self.messages.get(msg_id)
             self.messages[msg_id] = chunk if prev is None else prev + chunk
-            events.append(("messages/partial", [self.messages[msg_id]]))
-        else:
+            whole = message_chunk_to_message(self.messages[msg_id])
+            events.append(("messages/partial", [whole]))
+            if getattr(chunk, "chunk_position", None) == "last":
+                self.completed.add(msg_id)
+                events.append(("messages/complete", [whole]))
+        elif msg_id not in self.completed:
             self.messages[msg_id] = chunk
+            self.completed.add(msg_id)
             events.append(("messages/complete", [chunk]))
         return events
+
+    def flush(self) -> list[tuple[tuple[str, ...], str, Any]]:
+        """``messages/complete`` for every streamed message not completed yet, with its
+        namespace."""
+        from langchain_core.messages import message_chunk_to_message
+
+        out: list[tuple[tuple[str, ...], str, Any]] = []
+        for msg_id, msg in self.messages.items():
+            if msg_id not in self.completed:
+                self.completed.add(msg_id)
+                out.append((self.namespaces.get(msg_id, ()), "messages/complete",
+                            [message_chunk_to_message(msg)]))
+        return out
 
 
 def event_name(mode: str, namespace: tuple[str, ...] | None) -> str:

@@ -45,13 +45,30 @@ def check_webhook_url(
                            code="invalid_webhook") from None
     for info in infos:
         ip = ipaddress.ip_address(info[4][0])
-        if not ip.is_global:
+        if not _is_public(ip):
             raise InvalidInput(
                 f"Webhook host {host!r} resolves to a non-public address ({ip}); set "
                 "DOCKYARD_ALLOW_PRIVATE_WEBHOOKS=true to allow it",
                 code="webhook_forbidden",
             )
     return url
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """``is_global``, also for IPv4 addresses carried inside IPv6 ones (mapped, 6to4, NAT64),
+    which reach the embedded IPv4 host: ``64:ff9b::7f00:1`` is 127.0.0.1 behind a NAT64."""
+    if not ip.is_global:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return embedded.is_global
+    return True
 
 
 class WebhookSender:

@@ -117,9 +117,11 @@ class AssistantService:
         }
         return _public(await self.repo.new_version(tenant, row))
 
-    async def delete(self, tenant: str, assistant_id: str) -> None:
+    async def delete(self, tenant: str, assistant_id: str) -> str:
+        """Delete an assistant and its versions; returns its id (``assistant_id`` may be a graph id)."""
         row = await self.resolve(tenant, assistant_id)
         await self.repo.delete(tenant, row["assistant_id"])
+        return str(row["assistant_id"])
 
     async def search(self, tenant: str, **kw: Any) -> list[dict[str, Any]]:
         return [_public(r) for r in await self.repo.search(tenant, **kw)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,30 +14,14 @@ from dockyard.serde import json_dumps, json_loads
 from dockyard.services.assistants import AssistantService
 from dockyard.services.ids import check_uuid, new_id
 from dockyard.services.threads import ThreadService
-from dockyard.storage.queue import in_seconds
+from dockyard.storage.queue import in_seconds, public_run
 from dockyard.streams.base import Event
 
 MULTITASK = ("reject", "interrupt", "rollback", "enqueue")
 TERMINAL = ("success", "error", "timeout", "interrupted")
 CANCEL_ACTIONS = ("interrupt", "rollback")
 
-
-def public_run(row: dict[str, Any]) -> dict[str, Any]:
-    kwargs = dict(row["kwargs"])
-    return {
-        "run_id": row["run_id"],
-        "thread_id": row["thread_id"],
-        "assistant_id": row["assistant_id"],
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
-        "status": row["status"],
-        "metadata": row["metadata"],
-        "kwargs": kwargs,
-        "multitask_strategy": row["multitask_strategy"],
-        "assistant_version": row["assistant_version"],
-        "attempts": row["attempts"],
-        "error": row.get("error"),
-    }
+__all__ = ["RunService", "public_run"]
 
 
 class RunService:
@@ -155,31 +140,20 @@ class RunService:
             "on_completion": on_completion or "delete",
             "feedback_keys": payload.get("feedback_keys"),
         }
-        run = await self.queue.insert(
-            tenant,
-            {
-                "run_id": new_id(),
-                "thread_id": tid,
-                "assistant_id": assistant["assistant_id"],
-                "assistant_version": assistant["version"],
-                "graph_id": assistant["graph_id"],
-                "metadata": payload.get("metadata") or {},
-                "kwargs": kwargs,
-                "multitask_strategy": strategy,
-                "temporary": temporary,
-                "available_at": in_seconds(after) if after else None,
-            } if after else {
-                "run_id": new_id(),
-                "thread_id": tid,
-                "assistant_id": assistant["assistant_id"],
-                "assistant_version": assistant["version"],
-                "graph_id": assistant["graph_id"],
-                "metadata": payload.get("metadata") or {},
-                "kwargs": kwargs,
-                "multitask_strategy": strategy,
-                "temporary": temporary,
-            },
-        )
+        record: dict[str, Any] = {
+            "run_id": new_id(),
+            "thread_id": tid,
+            "assistant_id": assistant["assistant_id"],
+            "assistant_version": assistant["version"],
+            "graph_id": assistant["graph_id"],
+            "metadata": payload.get("metadata") or {},
+            "kwargs": kwargs,
+            "multitask_strategy": strategy,
+            "temporary": temporary,
+        }
+        if after:
+            record["available_at"] = in_seconds(after)
+        run = await self.queue.insert(tenant, record)
         await self.threads.repo.update(tenant, tid, status="busy")
         self.notify()
         return public_run(run)
@@ -228,13 +202,23 @@ class RunService:
 
     async def _cancel_one(self, tenant: str, row: dict[str, Any], action: str) -> None:
         run_id = row["run_id"]
-        if row["status"] == "running" and await self.bus.send_control(run_id, action):
-            return
-        # Pending (or its executor is gone): settle it in storage and end its stream.
+        # The row may be stale: a run seen 'pending' can be claimed by a worker meanwhile, and
+        # a claimed run registers its control handler only as its executor starts. So try the
+        # executor first, and settle in storage only a run that is still pending.
+        for _ in range(40):
+            if await self.bus.send_control(run_id, action):
+                return
+            if await self.queue.set_status(tenant, [run_id], "interrupted", only_from=("pending",)):
+                break
+            fresh = await self.queue.get(tenant, run_id)
+            if fresh is None or fresh["status"] != "running":
+                return  # it ended on its own meanwhile
+            await asyncio.sleep(0.05)
+        else:
+            # 'running' with no executor in this process (its worker is gone): settle it here.
+            await self.queue.set_status(tenant, [run_id], "interrupted")
         if action == "rollback":
             await self.queue.delete(tenant, run_id)
-        else:
-            await self.queue.set_status(tenant, [run_id], "interrupted")
         await self.bus.publish(run_id, RESULT_EVENT, json_dumps({"status": "interrupted",
                                                                  "values": None}))
         await self.bus.publish(run_id, "end", b"null")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from langgraph.errors import InvalidUpdateError
+
 from dockyard.errors import Conflict, InvalidInput, NotFound
 from dockyard.runtime.loader import GraphRegistry
 from dockyard.serde import to_jsonable
@@ -129,6 +131,18 @@ class ThreadService:
         await self.db.delete_checkpoints(row["thread_id"])
         await self.repo.delete(tenant, row["thread_id"])
 
+    async def delete_for_assistant(self, tenant: str, assistant_id: str) -> int:
+        """Delete the threads whose ``metadata.assistant_id`` is ``assistant_id``, with their runs
+        and checkpoints (``DELETE /assistants/{id}?delete_threads=true``)."""
+        n = 0
+        while rows := await self.repo.search(tenant, metadata={"assistant_id": assistant_id},
+                                             limit=100):
+            for row in rows:
+                await self.db.delete_checkpoints(row["thread_id"])
+                await self.repo.delete(tenant, row["thread_id"])
+                n += 1
+        return n
+
     async def search(self, tenant: str, **kw: Any) -> list[dict[str, Any]]:
         status = kw.get("status")
         if status is not None and status not in THREAD_STATUSES:
@@ -191,14 +205,20 @@ class ThreadService:
         subgraphs: bool = False,
     ) -> dict[str, Any]:
         row = await self.get_row(tenant, thread_id)
+        config = self._config(row["thread_id"], checkpoint)
         graph = await self._graph_for(row)
         if graph is None:
+            if checkpoint and checkpoint.get("checkpoint_id"):  # no graph ran: no checkpoints
+                raise NotFound(f"Checkpoint '{checkpoint['checkpoint_id']}' not found",
+                               code="checkpoint_not_found")
             return empty_state(row["thread_id"])
-        snap = await graph.aget_state(self._config(row["thread_id"], checkpoint),
-                                      subgraphs=subgraphs)
-        if checkpoint and checkpoint.get("checkpoint_id") and snap.config is None:
-            raise NotFound(f"Checkpoint '{checkpoint['checkpoint_id']}' not found")
-        if snap.config is None:
+        snap = await graph.aget_state(config, subgraphs=subgraphs)
+        # LangGraph answers an empty snapshot (no metadata, no timestamp) for a missing checkpoint.
+        missing = snap.config is None or (snap.metadata is None and snap.created_at is None)
+        if missing and checkpoint and checkpoint.get("checkpoint_id"):
+            raise NotFound(f"Checkpoint '{checkpoint['checkpoint_id']}' not found",
+                           code="checkpoint_not_found")
+        if missing:
             return empty_state(row["thread_id"])
         return snapshot_json(snap)
 
@@ -216,11 +236,15 @@ class ThreadService:
                 "Thread has no graph yet: run it once (or create it with a graph_id) before "
                 "updating its state", code="thread_has_no_graph",
             )
+        config = self._config(row["thread_id"], checkpoint)
+        if config["configurable"].get("checkpoint_id") and (
+            await self.db.checkpointer.aget_tuple(config) is None  # type: ignore[arg-type]
+        ):  # LangGraph would fork from nothing: an unknown checkpoint is the caller's mistake
+            raise NotFound(f"Checkpoint '{config['configurable']['checkpoint_id']}' not found",
+                           code="checkpoint_not_found")
         try:
-            new_config = await graph.aupdate_state(
-                self._config(row["thread_id"], checkpoint), values, as_node=as_node
-            )
-        except (ValueError, KeyError) as exc:
+            new_config = await graph.aupdate_state(config, values, as_node=as_node)
+        except (ValueError, KeyError, TypeError, InvalidUpdateError) as exc:
             raise InvalidInput(f"Cannot update state: {exc}") from exc
         snap = await graph.aget_state({"configurable": {"thread_id": row["thread_id"]}})
         await self.repo.update(

@@ -10,6 +10,8 @@ multi-statement transaction whole should its body ever await.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -20,6 +22,8 @@ from dockyard.errors import StorageError
 from dockyard.storage.base import Storage
 from dockyard.storage.sqlite_saver import LoopSqliteSaver
 
+log = logging.getLogger("dockyard.storage")
+
 
 class SqliteStorage(Storage):
     dialect = "sqlite"
@@ -29,6 +33,7 @@ class SqliteStorage(Storage):
         self.path = str(path)
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
+        self._wal_task: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         if self.path != ":memory:":
@@ -48,16 +53,43 @@ class SqliteStorage(Storage):
             conn.execute("PRAGMA foreign_keys=ON")
             # A second process (e.g. `dockyard migrate` while dev runs) waits instead of failing.
             conn.execute("PRAGMA busy_timeout=5000")
+            # WAL checkpoints (the only fsyncs with synchronous=NORMAL) would stall the event
+            # loop; a background thread runs them instead (see _checkpoint_wal_loop).
+            conn.execute("PRAGMA wal_autocheckpoint=0")
             self.checkpointer = LoopSqliteSaver(conn)
             self.checkpointer.setup()
         except sqlite3.Error as exc:  # driver errors stop at the storage boundary
             raise StorageError(f"Cannot open SQLite database {self.path}: {exc}") from exc
         self._conn = conn
+        if self.path != ":memory:":
+            self._wal_task = asyncio.create_task(self._checkpoint_wal_loop(), name="sqlite-wal")
 
     async def close(self) -> None:
+        if self._wal_task is not None:
+            self._wal_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._wal_task
+            self._wal_task = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    async def _checkpoint_wal_loop(self, interval: float = 1.0) -> None:
+        """Copy the WAL back into the database file off the loop, once a second.
+
+        PASSIVE never blocks the writer; once the whole WAL is copied SQLite reuses it from
+        the start, so the file stays bounded.
+        """
+        side = sqlite3.connect(self.path, check_same_thread=False)
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await asyncio.to_thread(side.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:
+                    log.warning("wal_checkpoint_failed error=%s", exc)
+        finally:
+            side.close()
 
     @property
     def conn(self) -> sqlite3.Connection:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 
 from dockyard.streams.base import ControlHandler, Event, EventBus
@@ -23,7 +22,9 @@ class _Channel:
     __slots__ = ("closed", "closed_at", "cond", "events", "first_seq", "seq")
 
     def __init__(self) -> None:
-        self.events: deque[Event] = deque(maxlen=MAX_BUFFERED_EVENTS)
+        # events[i] has id first_seq + i; the oldest half is dropped when the buffer is full.
+        self.events: list[Event] = []
+        self.first_seq = 1
         self.seq = 0
         self.cond = asyncio.Condition()
         self.closed = False
@@ -52,6 +53,10 @@ class InProcessBus(EventBus):
         ch.seq += 1
         ev = Event(str(ch.seq), event, data)
         ch.events.append(ev)
+        if len(ch.events) > MAX_BUFFERED_EVENTS:
+            drop = len(ch.events) - MAX_BUFFERED_EVENTS // 2
+            del ch.events[:drop]
+            ch.first_seq += drop
         async with ch.cond:
             ch.cond.notify_all()
         return ev.id
@@ -73,11 +78,14 @@ class InProcessBus(EventBus):
         ch = self._channel(run_id)
         after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
         while True:
-            for ev in list(ch.events):
-                if int(ev.id) > after:
-                    after = int(ev.id)
-                    yield ev
-            if ch.closed:
+            # Read `closed` before taking the batch: events published while this generator is
+            # suspended in a yield (the run's last events, then close) must still be sent.
+            closed = ch.closed
+            batch = ch.events[max(0, after + 1 - ch.first_seq):]
+            for ev in batch:
+                after = int(ev.id)
+                yield ev
+            if closed:
                 return
             async with ch.cond:
                 if ch.seq <= after and not ch.closed:
