@@ -34,7 +34,9 @@ def test_sigkill_mid_run_resumes_without_rerunning_finished_nodes(tmp_path: Path
         client = get_sync_client(url=srv.url)
         thread = client.threads.create()
         run = client.runs.create(thread["thread_id"], "crashable", input={"steps": []})
-        _wait_for(lambda: "end c2" in log.read_text())
+        # Not "end c2": c2's checkpoint is written after the node returns, so a kill right
+        # then re-runs c2. With durability=sync, c3 starts only once that checkpoint is saved.
+        _wait_for(lambda: "start c3" in log.read_text())
         client.close()
         srv.stop(signal.SIGKILL)
         lines_at_kill = log.read_text().splitlines()

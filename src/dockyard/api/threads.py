@@ -131,6 +131,9 @@ async def patch_thread(
 async def delete_thread(
     thread_id: str, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
 ) -> Response:
+    await app.threads.get_row(tenant, thread_id)  # 404/422 before touching runs
+    # Stop the thread's active runs first so no executor writes into a deleted thread.
+    await app.runs.cancel_many(tenant, thread_id=thread_id, run_ids=None, status=None)
     await app.threads.delete(tenant, thread_id)
     return Response(status_code=204)
 

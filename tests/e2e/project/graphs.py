@@ -23,7 +23,7 @@ class Steps(TypedDict, total=False):
     marker: str
 
 
-def _step(name: str):  # noqa: ANN202 - small node factory
+def _step(name: str) -> Any:
     def node(state: Steps) -> dict[str, Any]:
         return {"steps": [name]}
 
