@@ -141,12 +141,30 @@ def create_app(project: ProjectConfig, settings: Settings, *, dev: bool = False)
     async def ok() -> dict[str, Any]:
         return {"ok": True}
 
-    @app.get("/info", tags=["system"])
-    async def info() -> dict[str, Any]:
-        return dockyard.info()
+    if not project.http.get("disable_meta"):
 
-    for module in (assistants, threads, runs, store):
-        app.include_router(module.router)
+        @app.get("/info", tags=["system"])
+        async def info() -> dict[str, Any]:
+            return dockyard.info()
+
+    http = project.http
+    for name, module in (("assistants", assistants), ("threads", threads), ("runs", runs),
+                         ("store", store)):
+        if not http.get(f"disable_{name}"):
+            app.include_router(module.router)
+    if http.get("cors"):
+        from starlette.middleware.cors import CORSMiddleware
+
+        cors = http["cors"]
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors.get("allow_origins", []),
+            allow_methods=cors.get("allow_methods", ["*"]),
+            allow_headers=cors.get("allow_headers", ["*"]),
+            allow_credentials=bool(cors.get("allow_credentials", False)),
+            expose_headers=cors.get("expose_headers", ["Location", "Content-Location"]),
+            max_age=int(cors.get("max_age", 600)),
+        )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from dockyard.config import ProjectConfig, Settings
+from dockyard.errors import ConfigError
 from dockyard.runtime.executor import ExecutionDeps
 from dockyard.runtime.loader import GraphRegistry
 from dockyard.runtime.webhooks import WebhookSender
@@ -29,8 +31,48 @@ log = logging.getLogger("dockyard")
 DEFAULT_TENANT = "default"
 
 
+HTTP_KEYS = {
+    "cors", "disable_assistants", "disable_threads", "disable_runs", "disable_store", "disable_meta",
+}
+THREAD_TTL_KEYS = {"strategy", "default_ttl", "sweep_interval_minutes"}
+STORE_KEYS = {"ttl"}
+
+
+def check_project_features(project: ProjectConfig) -> None:
+    """Refuse config that Dockyard would otherwise silently ignore."""
+    src = str(project.source)
+    if project.auth:
+        raise ConfigError(
+            "custom auth is not supported by this Dockyard version; remove the key to serve "
+            "without auth", file=src, key="auth",
+        )
+    for key in project.http:
+        if key not in HTTP_KEYS:
+            raise ConfigError(f"unsupported http option; supported: {sorted(HTTP_KEYS)}",
+                              file=src, key=f"http.{key}")
+    for key in project.store:
+        if key not in STORE_KEYS:
+            raise ConfigError("unsupported store option (semantic search indexes are not "
+                              f"available); supported: {sorted(STORE_KEYS)}",
+                              file=src, key=f"store.{key}")
+    ttl = project.checkpointer_ttl or {}
+    for key in ttl:
+        if key not in THREAD_TTL_KEYS:
+            raise ConfigError(f"unsupported option; supported: {sorted(THREAD_TTL_KEYS)}",
+                              file=src, key=f"checkpointer.ttl.{key}")
+    if ttl.get("strategy", "delete") != "delete":
+        raise ConfigError("only the 'delete' strategy is supported", file=src,
+                          key="checkpointer.ttl.strategy")
+    for key in ("default_ttl", "sweep_interval_minutes"):
+        value = ttl.get(key)
+        if value is not None and (not isinstance(value, int | float) or value <= 0):
+            raise ConfigError("must be a positive number of minutes", file=src,
+                              key=f"checkpointer.ttl.{key}")
+
+
 class Dockyard:
     def __init__(self, project: ProjectConfig, settings: Settings, *, dev: bool = False) -> None:
+        check_project_features(project)
         self.project = project
         self.settings = settings
         self.dev = dev
@@ -55,6 +97,7 @@ class Dockyard:
         )
         self.store_api = StoreService(self.store)
         self._sweeper: asyncio.Task[None] | None = None
+        self._thread_sweeper: asyncio.Task[None] | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -69,11 +112,19 @@ class Dockyard:
         await self.assistants.ensure_defaults(DEFAULT_TENANT)
         await self.pool.start()
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="dockyard-store-sweeper")
+        ttl = self.project.checkpointer_ttl or {}
+        if ttl.get("default_ttl"):
+            self._thread_sweeper = asyncio.create_task(
+                self._thread_ttl_loop(float(ttl["default_ttl"]),
+                                      float(ttl.get("sweep_interval_minutes", 5))),
+                name="dockyard-thread-ttl",
+            )
         log.info("dockyard_started graphs=%s db=%s", self.registry.graph_ids, self.storage.dialect)
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._thread_sweeper):
+            if task is not None:
+                task.cancel()
         await self.pool.stop()
         await self.webhooks.aclose()
         await self.bus.aclose()
@@ -86,6 +137,22 @@ class Dockyard:
                 await self.store.sweep_expired()
             except Exception:
                 log.exception("store_sweep_failed")
+
+    async def sweep_expired_threads(self, ttl_minutes: float) -> int:
+        """Delete threads (and their checkpoints) not updated for ``ttl_minutes``."""
+        cutoff = (datetime.now(UTC) - timedelta(minutes=ttl_minutes)).isoformat()
+        expired = await self.threads.repo.older_than(DEFAULT_TENANT, cutoff, limit=1000)
+        return await self.threads.prune(DEFAULT_TENANT, expired, "delete")
+
+    async def _thread_ttl_loop(self, ttl_minutes: float, interval_minutes: float) -> None:
+        while True:
+            await asyncio.sleep(interval_minutes * 60)
+            try:
+                n = await self.sweep_expired_threads(ttl_minutes)
+                if n:
+                    log.info("threads_expired count=%d", n)
+            except Exception:
+                log.exception("thread_ttl_sweep_failed")
 
     def info(self) -> dict[str, Any]:
         from dockyard import __version__
