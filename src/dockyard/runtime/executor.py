@@ -31,6 +31,7 @@ from dockyard.streams.base import EventBus
 log = logging.getLogger("dockyard.executor")
 
 RESULT_EVENT = "__result__"
+RESUME = object()  # _input_for's answer when the run had started before: continue, don't restart
 
 
 @dataclass
@@ -212,6 +213,12 @@ async def _stream(
     lg_modes = langgraph_modes(modes)
     subgraphs = bool(kwargs.get("stream_subgraphs"))
     graph_input = await _input_for(deps, run, graph)
+    if graph_input is RESUME:
+        # Continue from the thread's latest checkpoint (this run's own), not the fork point.
+        graph_input = None
+        config = {**config, "configurable": {
+            k: v for k, v in config["configurable"].items() if k != "checkpoint_id"
+        }}
     options: dict[str, Any] = {
         "stream_mode": lg_modes or ["values"],
         "subgraphs": subgraphs,
@@ -278,13 +285,14 @@ def _split_chunk(item: Any, subgraphs: bool, lg_modes: list[str]) -> tuple[tuple
 
 async def _input_for(deps: ExecutionDeps, run: dict[str, Any], graph: Any) -> Any:
     kwargs = run["kwargs"]
-    if run["attempts"] > 1:
-        latest = await deps.storage.checkpointer.aget_tuple(
-            {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
-        )
-        if latest is not None and latest.metadata.get("run_id") == run["run_id"]:
-            log.info("run_resumed run_id=%s attempt=%s", run["run_id"], run["attempts"])
-            return None
+    # Checked on every claim, not only retries: a run released at shutdown is claimed again
+    # with the same attempt count, and must resume rather than start over.
+    latest = await deps.storage.checkpointer.aget_tuple(
+        {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
+    )
+    if latest is not None and latest.metadata.get("run_id") == run["run_id"]:
+        log.info("run_resumed run_id=%s attempt=%s", run["run_id"], run["attempts"])
+        return RESUME
     if kwargs.get("command") is not None:
         return build_command(kwargs["command"])
     return kwargs.get("input")

@@ -1,8 +1,13 @@
 """The in-process worker pool: claims runs from the queue and executes them concurrently.
 
-Wake-ups come from ``notify()`` (a run was created in this process); a slow poll is only the
-fallback (and the timer for delayed ``after_seconds`` runs). Leases are renewed by a heartbeat
-so that the production topology can re-claim the runs of a dead worker.
+Wake-ups come from ``notify()`` (a run was created in this process, or the storage's
+cross-process notification arrived); a slow poll is only the fallback (and the timer for
+delayed ``after_seconds`` runs).
+
+Leases: a claimed run holds a lease that the heartbeat renews. A lease sweeper in every pool
+re-queues runs whose lease expired (their worker died) and fails those that have crashed their
+worker ``max_attempts`` times. In embedded mode (one process owns the database) every
+``running`` row at start-up is orphaned and is re-queued at once.
 """
 
 from __future__ import annotations
@@ -25,17 +30,22 @@ class WorkerPool:
         concurrency: int = 16,
         lease_seconds: float = 30.0,
         poll_seconds: float = 1.0,
+        embedded: bool = True,
+        max_attempts: int = 3,
     ) -> None:
         self.deps = deps
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
+        self.embedded = embedded
+        self.max_attempts = max_attempts
         self.worker_id = f"worker-{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
         self._active: dict[str, asyncio.Task[str]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._sweeper_task: asyncio.Task[None] | None = None
         self._stopping = False
 
     @property
@@ -46,29 +56,64 @@ class WorkerPool:
         self._wake.set()
 
     async def start(self) -> None:
-        requeued = await self.deps.queue.requeue_orphans(all_running=True)
-        if requeued:
-            log.info("runs_requeued count=%d run_ids=%s", len(requeued), requeued)
+        if self.embedded:
+            requeued = await self.deps.queue.requeue_orphans(all_running=True)
+            if requeued:
+                log.info("runs_requeued count=%d run_ids=%s", len(requeued), requeued)
+        else:
+            await self.sweep_leases()
         self._loop_task = asyncio.create_task(self._claim_loop(), name="dockyard-claim-loop")
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="dockyard-heartbeat")
+        self._sweeper_task = asyncio.create_task(self._lease_sweeper(), name="dockyard-leases")
+
+    async def sweep_leases(self) -> tuple[list[str], list[str]]:
+        """Re-queue runs of dead workers (expired leases); fail those over max_attempts."""
+        requeued, failed = await self.deps.queue.recover_expired(self.max_attempts)
+        if requeued:
+            log.info("lease_expired_requeued count=%d run_ids=%s", len(requeued), requeued)
+            self._wake.set()
+        for run_id in failed:
+            log.warning("run_failed_worker_lost run_id=%s attempts=%d", run_id, self.max_attempts)
+            await self.deps.bus.publish(run_id, "error", b'{"error":"WorkerLost","message":'
+                                        b'"the run crashed its worker too many times"}')
+            await self.deps.bus.publish(run_id, "end", b"null")
+            await self.deps.bus.close(run_id)
+        return requeued, failed
+
+    async def _lease_sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.2, self.lease_seconds / 3))
+            try:
+                await self.sweep_leases()
+            except Exception:
+                log.exception("lease_sweep_failed")
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
-        """Stop claiming; let active runs finish within the grace period, then abandon them.
+        """Stop claiming; let active runs finish within the grace period, then release them.
 
-        Abandoned runs stay 'running' in storage and are re-queued (and resumed from their
-        last checkpoint) by the next start.
+        Released runs go back to the queue at once (another worker, or the next start, resumes
+        them from their last checkpoint) without counting as a failed attempt.
         """
         self._stopping = True
         self._wake.set()
-        for side in (self._loop_task, self._heartbeat_task):
+        for side in (self._loop_task, self._sweeper_task):
             if side is not None:
                 side.cancel()
         if self._active:
             _, pending = await asyncio.wait(list(self._active.values()), timeout=grace_seconds)
+            unfinished = [rid for rid, t in self._active.items() if t in pending]
             for t in pending:
                 t.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2.0)
+            try:
+                released = await self.deps.queue.release(self.worker_id, unfinished)
+                if released:
+                    log.info("runs_released count=%d run_ids=%s", released, unfinished)
+            except Exception:
+                log.exception("release_failed")
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
 
     async def _claim_loop(self) -> None:
         while not self._stopping:

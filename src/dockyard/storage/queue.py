@@ -191,3 +191,48 @@ class RunQueue:
                 f" AND run_id IN ({', '.join('?' for _ in run_ids)})",
                 (in_seconds(lease_seconds), *run_ids),
             )
+
+    async def recover_expired(self, max_attempts: int) -> tuple[list[str], list[str]]:
+        """Runs whose lease expired (their worker died): re-queue, or fail after max_attempts.
+
+        ``attempts`` counts claims; a run claimed ``max_attempts`` times whose worker died each
+        time is marked ``error`` with the reason instead of crashing workers forever.
+        """
+        now = utcnow()
+        async with self.db.transaction() as tx:
+            rows = await self.db._fetch(
+                tx,
+                "SELECT run_id, attempts FROM runs WHERE status = 'running' AND lease_until < ?"
+                + self._lock_clause(),
+                (now,),
+            )
+            requeued = [r["run_id"] for r in rows if r["attempts"] < max_attempts]
+            failed = [r["run_id"] for r in rows if r["attempts"] >= max_attempts]
+            for run_id in requeued:
+                await self.db._execute(
+                    tx,
+                    "UPDATE runs SET status = 'pending', worker_id = NULL, lease_until = NULL,"
+                    " updated_at = ? WHERE run_id = ?",
+                    (now, run_id),
+                )
+            for run_id in failed:
+                await self.db._execute(
+                    tx,
+                    "UPDATE runs SET status = 'error', error = ?, ended_at = ?, updated_at = ?,"
+                    " worker_id = NULL, lease_until = NULL WHERE run_id = ?",
+                    (dumps({"error": "WorkerLost", "message": (
+                        f"the worker executing this run stopped {max_attempts} times "
+                        "(lease expired without a heartbeat); giving up")}), now, now, run_id),
+                )
+        return requeued, failed
+
+    async def release(self, worker_id: str, run_ids: list[str]) -> int:
+        """Hand runs back to the queue at graceful shutdown (does not count as an attempt)."""
+        if not run_ids:
+            return 0
+        return await self.db.execute(
+            "UPDATE runs SET status = 'pending', worker_id = NULL, lease_until = NULL,"
+            " attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, updated_at = ?"
+            f" WHERE status = 'running' AND worker_id = ? AND run_id IN ({', '.join('?' for _ in run_ids)})",
+            (utcnow(), worker_id, *run_ids),
+        )
