@@ -28,6 +28,7 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="local state directory (DOCKYARD_DATA_DIR)")
     p.add_argument("--database-url", help="database URL (DOCKYARD_DATABASE_URL)")
     p.add_argument("--log-level", help="log level (DOCKYARD_LOG_LEVEL, default info)")
+    p.add_argument("--redis-url", help="Redis URL for events across processes (DOCKYARD_REDIS_URL)")
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -37,7 +38,8 @@ def _export(args: argparse.Namespace) -> None:
     for flag, var in (
         ("host", "DOCKYARD_HOST"), ("port", "DOCKYARD_PORT"), ("workers", "DOCKYARD_WORKERS"),
         ("data_dir", "DOCKYARD_DATA_DIR"), ("database_url", "DOCKYARD_DATABASE_URL"),
-        ("log_level", "DOCKYARD_LOG_LEVEL"),
+        ("log_level", "DOCKYARD_LOG_LEVEL"), ("redis_url", "DOCKYARD_REDIS_URL"),
+        ("concurrency", "DOCKYARD_WORKERS"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -51,7 +53,8 @@ def app_factory():  # type: ignore[no-untyped-def]
 
     settings = Settings.from_env()
     project = load_project(settings.config or ".")
-    return create_app(project, settings, dev=os.environ.get("DOCKYARD_DEV_MODE") == "1")
+    return create_app(project, settings, dev=os.environ.get("DOCKYARD_DEV_MODE") == "1",
+                      role=os.environ.get("DOCKYARD_ROLE", "all"))
 
 
 def _serve(args: argparse.Namespace, *, dev: bool) -> int:
@@ -63,6 +66,12 @@ def _serve(args: argparse.Namespace, *, dev: bool) -> int:
         os.environ.setdefault("DOCKYARD_ALLOW_PRIVATE_WEBHOOKS", "true")
     settings = Settings.from_env()
     project = load_project(settings.config or ".")
+    role = "all"
+    if not dev:
+        # On PostgreSQL + Redis `serve` is a stateless API replica unless told otherwise;
+        # on SQLite it is the all-in-one server (a SQLite file has one owner process).
+        role = args.role or ("api" if settings.is_production else "all")
+    os.environ["DOCKYARD_ROLE"] = role
     url = f"http://{settings.host}:{settings.port}"
     reload = dev and not args.no_reload
     print(
@@ -70,6 +79,7 @@ def _serve(args: argparse.Namespace, *, dev: bool) -> int:
         f"  - API:     {url}\n  - Docs:    {url}/docs\n  - OpenAPI: {url}/openapi.json\n"
         f"  - Graphs:  {', '.join(project.graphs)}\n"
         f"  - Data:    {settings.masked_database_url or settings.sqlite_path(project.root)}\n"
+        f"  - Role:    {role}{' (runs execute in `dockyard worker` processes)' if role == 'api' else ''}\n"
         f"  - Reload:  {'on' if reload else 'off'}\n",
         flush=True,
     )
@@ -85,6 +95,39 @@ def _serve(args: argparse.Namespace, *, dev: bool) -> int:
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    """A worker process: claims and executes runs until SIGTERM, then shuts down gracefully."""
+    import signal
+
+    from dockyard.services.core import Dockyard
+
+    _export(args)
+    settings = Settings.from_env()
+    project = load_project(settings.config or ".")
+
+    async def run() -> None:
+        app = Dockyard(project, settings, role="worker")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await app.start()
+        print(
+            f"\n  Dockyard {__version__} worker {app.pool.worker_id}\n"
+            f"  - Concurrency: {settings.workers}\n  - Graphs:      {', '.join(project.graphs)}\n"
+            f"  - Database:    {settings.masked_database_url}\n"
+            f"  - Redis:       {settings.masked_redis_url}\n",
+            flush=True,
+        )
+        await stop.wait()
+        print(f"stopping: active runs get {settings.shutdown_grace_seconds:g}s to finish "
+              "(DOCKYARD_SHUTDOWN_GRACE_SECONDS), then go back to the queue", flush=True)
+        await app.stop()
+
+    asyncio.run(run())
     return 0
 
 
@@ -118,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--no-reload", action="store_true", help="disable auto-reload")
     serve = sub.add_parser("serve", help="run the server without reload")
     _add_server_flags(serve)
+    serve.add_argument("--role", choices=["all", "api"],
+                       help="api: HTTP only (default on PostgreSQL + Redis); all: with workers")
+    worker = sub.add_parser("worker", help="claim and execute runs (PostgreSQL + Redis)")
+    _add_server_flags(worker)
+    worker.add_argument("--concurrency", type=int,
+                        help="runs executed concurrently (DOCKYARD_WORKERS, default 16)")
     mig = sub.add_parser("migrate", help="apply database migrations (idempotent)")
     mig.add_argument("path", nargs="?", default=".", help="project directory or config file")
     mig.add_argument("--database-url", help="database URL (DOCKYARD_DATABASE_URL)")
@@ -133,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args, dev=False)
         if args.command == "migrate":
             return _migrate(args)
+        if args.command == "worker":
+            return _worker(args)
     except DockyardError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2

@@ -22,6 +22,10 @@ Environment variables (an empty value counts as unset):
 | `DOCKYARD_HEARTBEAT_SECONDS` | `10.0` | Seconds between SSE heartbeats |
 | `DOCKYARD_LOG_LEVEL` | `info` | `critical` … `debug`, `trace` |
 | `DOCKYARD_CONFIG` | none: look in the project dir | `dockyard.toml` or `langgraph.json` |
+| `DOCKYARD_REDIS_URL` | none: in-process bus | `redis://…`: events and cancellation across processes |
+| `DOCKYARD_LEASE_SECONDS` | `30` | A claimed run's lease; a worker silent this long is presumed dead |
+| `DOCKYARD_MAX_ATTEMPTS` | `3` | Claims of a run whose worker died before it is failed |
+| `DOCKYARD_SHUTDOWN_GRACE_SECONDS` | `30` | On SIGTERM, time for active runs to finish before release |
 
 Booleans accept ``1/0``, ``true/false``, ``yes/no``, ``on/off`` (any case). A value that does not
 parse raises :class:`~dockyard.errors.ConfigError` naming the variable.
@@ -107,6 +111,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "log_level": _parse_log_level,
     "data_dir": lambda n, r: Path(r),
     "config": lambda n, r: Path(r),
+    "lease_seconds": _parse_float,
+    "max_attempts": lambda n, r: _parse_int(n, r, 1),
+    "shutdown_grace_seconds": _parse_float,
 }
 
 
@@ -136,6 +143,11 @@ class Settings:
     heartbeat_seconds: float = 10.0
     log_level: str = "info"
     config: Path | None = None
+    # repr=False for the same reason as database_url.
+    redis_url: str | None = field(default=None, repr=False)
+    lease_seconds: float = 30.0
+    max_attempts: int = 3
+    shutdown_grace_seconds: float = 30.0
 
     @staticmethod
     def env_var(field_name: str) -> str:
@@ -195,6 +207,17 @@ class Settings:
     def masked_database_url(self) -> str | None:
         """The configured database URL with any password hidden, safe to log."""
         return None if self.database_url is None else _mask_url(self.database_url)
+
+    @property
+    def masked_redis_url(self) -> str | None:
+        return None if self.redis_url is None else _mask_url(self.redis_url)
+
+    @property
+    def is_production(self) -> bool:
+        """PostgreSQL + Redis: API and worker processes may run apart."""
+        return bool(self.database_url and self.database_url.startswith(("postgresql://",
+                                                                           "postgres://"))
+                    and self.redis_url)
 
 
 # --------------------------------------------------------------------------------------------

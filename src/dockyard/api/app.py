@@ -93,8 +93,10 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "Invalid request: " + "; ".join(parts)
 
 
-def create_app(project: ProjectConfig, settings: Settings, *, dev: bool = False) -> FastAPI:
-    dockyard = Dockyard(project, settings, dev=dev)
+def create_app(
+    project: ProjectConfig, settings: Settings, *, dev: bool = False, role: str = "all"
+) -> FastAPI:
+    dockyard = Dockyard(project, settings, dev=dev, role=role)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -70,9 +70,32 @@ def check_project_features(project: ProjectConfig) -> None:
                               key=f"checkpointer.ttl.{key}")
 
 
+ROLES = ("all", "api", "worker")
+
+
 class Dockyard:
-    def __init__(self, project: ProjectConfig, settings: Settings, *, dev: bool = False) -> None:
+    """The application; ``role`` says which parts run in this process.
+
+    * ``all``    — API and workers in one process (``dockyard dev``; any database).
+    * ``api``    — HTTP only; runs are executed by ``worker`` processes elsewhere.
+    * ``worker`` — claims and executes runs; no HTTP.
+    Split roles need PostgreSQL (shared queue, LISTEN/NOTIFY wake-ups) and Redis (events and
+    cancellation across processes).
+    """
+
+    def __init__(
+        self, project: ProjectConfig, settings: Settings, *, dev: bool = False, role: str = "all"
+    ) -> None:
         check_project_features(project)
+        if role not in ROLES:
+            raise ConfigError(f"unknown role {role!r}; use one of {list(ROLES)}")
+        if role != "all" and not settings.is_production:
+            raise ConfigError(
+                f"the '{role}' role runs apart from the other processes, which needs "
+                "DOCKYARD_DATABASE_URL=postgresql://… and DOCKYARD_REDIS_URL=redis://…",
+                key="DOCKYARD_DATABASE_URL",
+            )
+        self.role = role
         self.project = project
         self.settings = settings
         self.dev = dev
@@ -87,17 +110,36 @@ class Dockyard:
             storage=self.storage, bus=self.bus, registry=self.registry, store=self.store,
             webhooks=self.webhooks,
         )
-        self.pool = WorkerPool(self.deps, concurrency=settings.workers)
+        self.pool = WorkerPool(
+            self.deps, concurrency=settings.workers, lease_seconds=settings.lease_seconds,
+            max_attempts=settings.max_attempts,
+            # One process owning a SQLite file may treat every 'running' row as orphaned.
+            embedded=self.storage.dialect == "sqlite",
+        )
+        self._notify_tasks: set[asyncio.Task[None]] = set()
         self.assistants = AssistantService(Assistants(self.storage), self.registry)
         self.threads = ThreadService(self.storage, self.registry, self.store)
         self.runs = RunService(
-            self.deps, self.assistants, self.threads, self.pool.notify,
+            self.deps, self.assistants, self.threads, self.notify_new_runs,
             allow_private_webhooks=settings.allow_private_webhooks or dev,
             webhook_domains=settings.webhook_allowed_domains,
         )
         self.store_api = StoreService(self.store)
         self._sweeper: asyncio.Task[None] | None = None
         self._thread_sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def runs_workers(self) -> bool:
+        return self.role in ("all", "worker")
+
+    def notify_new_runs(self) -> None:
+        """A run was queued: wake this process's pool and, across processes, everyone else's."""
+        if self.runs_workers:
+            self.pool.notify()
+        if self.storage.dialect != "sqlite":
+            task = asyncio.create_task(self.storage.notify_runs())
+            self._notify_tasks.add(task)
+            task.add_done_callback(self._notify_tasks.discard)
 
     @property
     def data_dir(self) -> Path:
@@ -110,7 +152,9 @@ class Dockyard:
         await self.storage.migrate()
         self.store.bind_loop(asyncio.get_running_loop())
         await self.assistants.ensure_defaults(DEFAULT_TENANT)
-        await self.pool.start()
+        if self.runs_workers:
+            await self.storage.listen_runs(self.pool.notify)
+            await self.pool.start()
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="dockyard-store-sweeper")
         ttl = self.project.checkpointer_ttl or {}
         if ttl.get("default_ttl"):
@@ -119,13 +163,15 @@ class Dockyard:
                                       float(ttl.get("sweep_interval_minutes", 5))),
                 name="dockyard-thread-ttl",
             )
-        log.info("dockyard_started graphs=%s db=%s", self.registry.graph_ids, self.storage.dialect)
+        log.info("dockyard_started role=%s graphs=%s db=%s", self.role, self.registry.graph_ids,
+                 self.storage.dialect)
 
     async def stop(self) -> None:
         for task in (self._sweeper, self._thread_sweeper):
             if task is not None:
                 task.cancel()
-        await self.pool.stop()
+        if self.runs_workers:
+            await self.pool.stop(grace_seconds=self.settings.shutdown_grace_seconds)
         await self.webhooks.aclose()
         await self.bus.aclose()
         await self.storage.close()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from importlib import resources
@@ -120,6 +120,15 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def copy_checkpoints(self, src_thread: str, dst_thread: str) -> None: ...
+
+    async def notify_runs(self) -> None:  # noqa: B027 - optional hook
+        """Wake workers in other processes: runs are waiting (PostgreSQL: NOTIFY).
+
+        Embedded SQLite has one process, whose pool is woken directly; nothing to do.
+        """
+
+    async def listen_runs(self, callback: Callable[[], None]) -> None:  # noqa: B027
+        """Call ``callback`` whenever another process calls ``notify_runs`` (PG: LISTEN)."""
 
     # ---- migrations ----------------------------------------------------------------------
     async def migrate(self) -> list[str]:
