@@ -100,7 +100,9 @@ class InprocDriver:
     async def first_update(self, thread_id: str) -> float:
         started = time.perf_counter()
         first: float | None = None
-        async for _ in self.graph.astream(dict(RUN_INPUT), self._config(thread_id), stream_mode="updates"):
+        async for _ in self.graph.astream(
+            dict(RUN_INPUT), self._config(thread_id), stream_mode="updates"
+        ):
             if first is None:
                 first = time.perf_counter() - started
         if first is None:
@@ -154,7 +156,9 @@ class ServerDriver:
 
     async def interrupt_roundtrip(self, thread_id: str) -> dict[str, Any]:
         await self.client.runs.wait(thread_id, INTERRUPT_GRAPH_ID, input=dict(RUN_INPUT))
-        result = await self.client.runs.wait(thread_id, INTERRUPT_GRAPH_ID, command={"resume": RESUME_VALUE})
+        result = await self.client.runs.wait(
+            thread_id, INTERRUPT_GRAPH_ID, command={"resume": RESUME_VALUE}
+        )
         return result if isinstance(result, dict) else {"result": result}
 
     def rss(self) -> int:
@@ -206,7 +210,9 @@ def check_run(result: dict[str, Any], what: str) -> None:
         raise RuntimeError(f"{what}: unexpected final state {result!r}")
 
 
-async def sequential(op: Callable[[str], Awaitable[Any]], threads: list[str], budget_s: float) -> list[float]:
+async def sequential(
+    op: Callable[[str], Awaitable[Any]], threads: list[str], budget_s: float
+) -> list[float]:
     """Time ``op`` on each thread in turn; stop early once past the budget with enough samples.
 
     The budget keeps a slow target (the reference server takes about a second per run) from
@@ -221,15 +227,17 @@ async def sequential(op: Callable[[str], Awaitable[Any]], threads: list[str], bu
     return samples
 
 
-async def measure(driver: Driver, n: int, concurrency: int, warmup: int, seq_budget: float) -> dict[str, Any]:
+async def measure(
+    driver: Driver, n: int, concurrency: int, warmup: int, seq_budget: float
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    check_run(await driver.run(await driver.new_thread()), "run")
-    resumed = await driver.interrupt_roundtrip(await driver.new_thread())
+    check_run((await timed(driver.run(await driver.new_thread())))[0], "run")
+    resumed, _ = await timed(driver.interrupt_roundtrip(await driver.new_thread()))
     check_run(resumed, "interrupt round trip")
     for _ in range(warmup):
-        await driver.run(await driver.new_thread())
-        await driver.first_update(await driver.new_thread())
-        await driver.interrupt_roundtrip(await driver.new_thread())
+        await timed(driver.run(await driver.new_thread()))
+        await timed(driver.first_update(await driver.new_thread()))
+        await timed(driver.interrupt_roundtrip(await driver.new_thread()))
 
     threads = await bounded(n, concurrency, driver.new_thread)
     out["latency_ms"] = summarize_ms(await sequential(driver.run, threads, seq_budget))
@@ -298,20 +306,33 @@ async def bench_server(server: ServerProcess, args: argparse.Namespace) -> dict[
 async def run_target(name: str, args: argparse.Namespace) -> dict[str, Any]:
     print(f"[{name}] running (n={args.n}, concurrency={args.concurrency}) …", flush=True)
     started = time.perf_counter()
+    server: ServerProcess | None = None
     try:
         if name == "inproc":
             result = await bench_inproc(args)
         else:
-            server = dockyard_server() if name == "dockyard" else reference_server(n_jobs=args.reference_jobs)
+            server = (
+                dockyard_server()
+                if name == "dockyard"
+                else reference_server(n_jobs=args.reference_jobs)
+            )
             try:
                 result = await bench_server(server, args)
             finally:
                 await asyncio.to_thread(server.stop)
     except Exception as exc:
-        print(f"[{name}] FAILED: {exc}", file=sys.stderr)
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else repr(exc)
+        if isinstance(exc, TimeoutError):
+            error = f"an operation took longer than {OP_TIMEOUT_S:.0f}s ({error})"
+        print(f"[{name}] FAILED: {error}", file=sys.stderr)
         if not isinstance(exc, ServerError):
             traceback.print_exc(file=sys.stderr)
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            if server is not None and server.log_tail():
+                print(
+                    f"[{name}] server log ({server.log_path}):\n{server.log_tail()}",
+                    file=sys.stderr,
+                )
+        return {"ok": False, "error": error}
     result["ok"] = True
     print(f"[{name}] done in {time.perf_counter() - started:.1f}s", flush=True)
     return result

@@ -6,6 +6,7 @@ so that stopping it also stops any worker processes it spawned, and nothing else
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -57,6 +58,24 @@ QUIET_ENV = {
 
 class ServerError(RuntimeError):
     """A server could not be prepared, started or reached."""
+
+
+# Servers still running when the script ends (an error, Ctrl-C, SIGTERM) are stopped at exit.
+_RUNNING: set[ServerProcess] = set()
+
+
+def _stop_all() -> None:
+    for server in list(_RUNNING):
+        server.stop()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+atexit.register(_stop_all)
+if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 
 # --- memory -------------------------------------------------------------------------------------
@@ -151,7 +170,7 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-@dataclass
+@dataclass(eq=False)
 class ServerProcess:
     """One server started as a subprocess in its own process group, logging to a file."""
 
@@ -197,17 +216,22 @@ class ServerProcess:
             raise ServerError(f"cannot start {self.argv[0]}: {exc}") from exc
         finally:
             log.close()
+        _RUNNING.add(self)
         deadline = started + timeout
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
-                raise ServerError(f"{self.name} exited with code {self.proc.returncode}:\n{self.log_tail()}")
+                raise ServerError(
+                    f"{self.name} exited with code {self.proc.returncode}:\n{self.log_tail()}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/ok", timeout=1.0).status_code == 200:
                     self.startup_s = time.perf_counter() - started
                     return
             time.sleep(0.1)
         self.stop()
-        raise ServerError(f"{self.name} did not answer /ok within {timeout:.0f}s:\n{self.log_tail()}")
+        raise ServerError(
+            f"{self.name} did not answer /ok within {timeout:.0f}s:\n{self.log_tail()}"
+        )
 
     def log_tail(self, lines: int = 15) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -216,6 +240,7 @@ class ServerProcess:
         return "\n".join("    " + line for line in text[-lines:])
 
     def stop(self, grace: float = 10.0) -> None:
+        _RUNNING.discard(self)
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -247,7 +272,9 @@ def dockyard_server(graph_dir: Path = GRAPH_DIR, port: int = DOCKYARD_PORT) -> S
     argv = _fill(DOCKYARD_CMD, bin=VENV_BIN, graph_dir=graph_dir, port=port)
     if not Path(argv[0]).exists() and shutil.which("dockyard"):
         argv[0] = shutil.which("dockyard") or argv[0]
-    server = ServerProcess("dockyard", argv, port, cwd=REPO_DIR, env={"DOCKYARD_DATA_DIR": tmp.name})
+    server = ServerProcess(
+        "dockyard", argv, port, cwd=REPO_DIR, env={"DOCKYARD_DATA_DIR": tmp.name}
+    )
     server._tmp = tmp
     return server
 

@@ -330,8 +330,8 @@ def make_model() -> BaseChatModel:
         except ImportError:
             pass
         else:
-            return ChatAnthropic(  # type: ignore[call-arg]
-                model_name=os.environ.get("DOCKYARD_EXAMPLE_MODEL", "claude-3-5-haiku-latest")
+            return ChatAnthropic(
+                model=os.environ.get("DOCKYARD_EXAMPLE_MODEL", "claude-3-5-haiku-latest")
             )
     delay = float(os.environ.get("DOCKYARD_EXAMPLE_TOKEN_DELAY", "0.01"))
     return ScriptedChatModel(token_delay=delay)

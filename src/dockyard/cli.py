@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from dockyard import __version__
 from dockyard.config import Settings, find_config_file, load_project
 from dockyard.errors import DockyardError
+from dockyard.logs import configure_logging, logging_config
 
 
 def _add_server_flags(p: argparse.ArgumentParser) -> None:
@@ -28,6 +28,8 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="local state directory (DOCKYARD_DATA_DIR)")
     p.add_argument("--database-url", help="database URL (DOCKYARD_DATABASE_URL)")
     p.add_argument("--log-level", help="log level (DOCKYARD_LOG_LEVEL, default info)")
+    p.add_argument("--log-format", choices=["text", "json"],
+                   help="text, or json: one object per line (DOCKYARD_LOG_FORMAT, default text)")
     p.add_argument("--redis-url", help="Redis URL for events across processes (DOCKYARD_REDIS_URL)")
 
 
@@ -39,12 +41,14 @@ def _export(args: argparse.Namespace) -> None:
         ("host", "DOCKYARD_HOST"), ("port", "DOCKYARD_PORT"), ("workers", "DOCKYARD_WORKERS"),
         ("data_dir", "DOCKYARD_DATA_DIR"), ("database_url", "DOCKYARD_DATABASE_URL"),
         ("log_level", "DOCKYARD_LOG_LEVEL"), ("redis_url", "DOCKYARD_REDIS_URL"),
-        ("concurrency", "DOCKYARD_WORKERS"),
+        ("concurrency", "DOCKYARD_WORKERS"), ("log_format", "DOCKYARD_LOG_FORMAT"),
+        ("metrics_port", "DOCKYARD_METRICS_PORT"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
             os.environ[var] = str(value)
-    Settings.from_env()  # fail fast on a bad value, before starting anything
+    settings = Settings.from_env()  # fail fast on a bad value, before starting anything
+    configure_logging(settings.log_level, settings.log_format)
 
 
 def app_factory():  # type: ignore[no-untyped-def]
@@ -92,6 +96,8 @@ def _serve(args: argparse.Namespace, *, dev: bool) -> int:
         reload_dirs=[str(project.root)] if reload else None,
         reload_excludes=[".dockyard/*", "*.db", "*.db-wal", "*.db-shm"] if reload else None,
         log_level=settings.log_level if settings.log_level != "trace" else "trace",
+        # Uvicorn's loggers (and a reloaded child process) use Dockyard's format.
+        log_config=logging_config(settings.log_level, settings.log_format),
         access_log=False,
         timeout_graceful_shutdown=10,
     )
@@ -115,20 +121,35 @@ def _worker(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await app.start()
+        ops = None
+        if settings.metrics_port is not None:  # /metrics and /ok for Prometheus and probes
+            from dockyard.api.ops import serve_ops
+
+            ops = await serve_ops(app, settings.host, settings.metrics_port)
         print(
             f"\n  Dockyard {__version__} worker {app.pool.worker_id}\n"
             f"  - Concurrency: {settings.workers}\n  - Graphs:      {', '.join(project.graphs)}\n"
             f"  - Database:    {settings.masked_database_url}\n"
-            f"  - Redis:       {settings.masked_redis_url}\n",
+            f"  - Redis:       {settings.masked_redis_url}\n"
+            f"  - Metrics:     {_ops_url(ops) or 'off (DOCKYARD_METRICS_PORT)'}\n",
             flush=True,
         )
         await stop.wait()
         print(f"stopping: active runs get {settings.shutdown_grace_seconds:g}s to finish "
               "(DOCKYARD_SHUTDOWN_GRACE_SECONDS), then go back to the queue", flush=True)
         await app.stop()
+        if ops is not None:
+            ops.close()
 
     asyncio.run(run())
     return 0
+
+
+def _ops_url(server: asyncio.Server | None) -> str | None:
+    if server is None:
+        return None
+    host, port = server.sockets[0].getsockname()[:2]
+    return f"http://{host}:{port}/metrics"
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -167,13 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     _add_server_flags(worker)
     worker.add_argument("--concurrency", type=int,
                         help="runs executed concurrently (DOCKYARD_WORKERS, default 16)")
+    worker.add_argument("--metrics-port", type=int,
+                        help="serve /metrics and /ok on this port (DOCKYARD_METRICS_PORT, default off)")
     mig = sub.add_parser("migrate", help="apply database migrations (idempotent)")
     mig.add_argument("path", nargs="?", default=".", help="project directory or config file")
     mig.add_argument("--database-url", help="database URL (DOCKYARD_DATABASE_URL)")
     mig.add_argument("--data-dir", help="local state directory (DOCKYARD_DATA_DIR)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
-    logging.getLogger("watchfiles").setLevel(logging.WARNING)
+    # Until the command validates its settings (then `_export` applies them exactly).
+    fmt = getattr(args, "log_format", None) or os.environ.get("DOCKYARD_LOG_FORMAT", "")
+    configure_logging("info", "json" if fmt.strip().lower() == "json" else "text")
     try:
         if args.command == "dev":
             return _serve(args, dev=True)

@@ -21,11 +21,16 @@ Environment variables (an empty value counts as unset):
 | `DOCKYARD_WEBHOOK_ALLOWED_DOMAINS` | empty: any public host | Comma list of webhook domains |
 | `DOCKYARD_HEARTBEAT_SECONDS` | `10.0` | Seconds between SSE heartbeats |
 | `DOCKYARD_LOG_LEVEL` | `info` | `critical` … `debug`, `trace` |
+| `DOCKYARD_LOG_FORMAT` | `text` | `text` for people, `json`: one object per line (production) |
+| `DOCKYARD_METRICS_PORT` | none: off | `dockyard worker` serves `/metrics` and `/ok` on this port |
 | `DOCKYARD_CONFIG` | none: look in the project dir | `dockyard.toml` or `langgraph.json` |
 | `DOCKYARD_REDIS_URL` | none: in-process bus | `redis://…`: events and cancellation across processes |
 | `DOCKYARD_LEASE_SECONDS` | `30` | A claimed run's lease; a worker silent this long is presumed dead |
 | `DOCKYARD_MAX_ATTEMPTS` | `3` | Claims of a run whose worker died before it is failed |
 | `DOCKYARD_SHUTDOWN_GRACE_SECONDS` | `30` | On SIGTERM, time for active runs to finish before release |
+| `DOCKYARD_MAX_QUEUE_DEPTH` | `100000` | Pending runs above which new runs get 429 (0: unbounded) |
+| `DOCKYARD_TENANT_MAX_RUNNING` | `0` (no cap) | Running runs per tenant, per worker process's claims |
+| `DOCKYARD_ASSISTANT_MAX_RUNNING` | `0` (no cap) | Running runs per assistant |
 
 Booleans accept ``1/0``, ``true/false``, ``yes/no``, ``on/off`` (any case). A value that does not
 parse raises :class:`~dockyard.errors.ConfigError` naming the variable.
@@ -100,6 +105,13 @@ def _parse_log_level(name: str, raw: str) -> str:
     return level
 
 
+def _parse_log_format(name: str, raw: str) -> str:
+    fmt = raw.strip().lower()
+    if fmt not in ("text", "json"):
+        raise ConfigError(f"{name}: expected text or json, got {raw!r}", key=name)
+    return fmt
+
+
 # Field name -> parser of the raw string. Fields not listed are plain strings.
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "port": lambda n, r: _parse_int(n, r, 0),
@@ -109,11 +121,16 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "webhook_allowed_domains": _parse_domains,
     "heartbeat_seconds": _parse_float,
     "log_level": _parse_log_level,
+    "log_format": _parse_log_format,
+    "metrics_port": lambda n, r: _parse_int(n, r, 0),
     "data_dir": lambda n, r: Path(r),
     "config": lambda n, r: Path(r),
     "lease_seconds": _parse_float,
     "max_attempts": lambda n, r: _parse_int(n, r, 1),
     "shutdown_grace_seconds": _parse_float,
+    "max_queue_depth": lambda n, r: _parse_int(n, r, 0),
+    "tenant_max_running": lambda n, r: _parse_int(n, r, 0),
+    "assistant_max_running": lambda n, r: _parse_int(n, r, 0),
 }
 
 
@@ -142,12 +159,17 @@ class Settings:
     webhook_allowed_domains: tuple[str, ...] = ()
     heartbeat_seconds: float = 10.0
     log_level: str = "info"
+    log_format: str = "text"
+    metrics_port: int | None = None
     config: Path | None = None
     # repr=False for the same reason as database_url.
     redis_url: str | None = field(default=None, repr=False)
     lease_seconds: float = 30.0
     max_attempts: int = 3
     shutdown_grace_seconds: float = 30.0
+    max_queue_depth: int = 100_000
+    tenant_max_running: int = 0
+    assistant_max_running: int = 0
 
     @staticmethod
     def env_var(field_name: str) -> str:

@@ -55,6 +55,8 @@ class PayloadTooLarge(DockyardError):
 
 
 class TooManyRequests(DockyardError):
+    """Backpressure: ``retry_after`` (seconds) becomes the ``Retry-After`` header."""
+
     code = "too_many_requests"
     status = 429
 
@@ -82,4 +84,11 @@ class StorageError(DockyardError):
     """A driver error translated at the storage boundary."""
 
     code = "storage_error"
+    status = 503
+
+
+class EventBusUnavailable(DockyardError):
+    """The event bus (Redis) stayed unreachable for longer than its retry window."""
+
+    code = "event_bus_unavailable"
     status = 503

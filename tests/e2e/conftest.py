@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import TEST_DATABASE, postgres_databases
+
 PROJECT = Path(__file__).parent / "project"
 DOCKYARD = Path(sys.executable).parent / "dockyard"
 
@@ -73,9 +75,20 @@ class Server:
 
 
 def make_server(tmp: Path, **extra_env: str) -> Server:
+    """A server on a fresh database of the dialect DOCKYARD_TEST_DATABASE selects.
+
+    PostgreSQL: a database of its own (restarts of this server keep it), dropped at the end
+    of the session; SQLite: the default file under its data dir.
+    """
     port = free_port()
-    env = {**os.environ, "DOCKYARD_HEARTBEAT_SECONDS": "0.5", **extra_env}
+    env = {**os.environ, "DOCKYARD_HEARTBEAT_SECONDS": "0.5"}
     env.pop("DOCKYARD_DATABASE_URL", None)
+    if TEST_DATABASE == "postgres":
+        env["DOCKYARD_DATABASE_URL"] = postgres_databases().create()
+        # On PostgreSQL a restarted server cannot tell its dead runs from another worker's:
+        # it resumes them once their lease expires, so crash tests use a short one.
+        env["DOCKYARD_LEASE_SECONDS"] = "5"
+    env.update(extra_env)
     srv = Server(url=f"http://127.0.0.1:{port}", port=port, data_dir=tmp / "data", env=env,
                  log_path=tmp / "server.log")
     return srv

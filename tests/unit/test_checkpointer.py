@@ -1,4 +1,6 @@
-"""The SQLite dialect's checkpointer passes langgraph-checkpoint-conformance."""
+"""The checkpointer of the selected dialect (DOCKYARD_TEST_DATABASE) passes
+langgraph-checkpoint-conformance: SQLite's ``LoopSqliteSaver``, or PostgreSQL's
+``AsyncPostgresSaver`` on Dockyard's pool (``PooledPostgresSaver``)."""
 
 from __future__ import annotations
 
@@ -7,17 +9,18 @@ from pathlib import Path
 
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 
-from dockyard.storage.sqlite import SqliteStorage
+from dockyard.storage import create_storage
+from tests.conftest import TEST_DATABASE, NewDatabase
 
 
-async def test_loop_sqlite_saver_conformance(tmp_path: Path) -> None:
-    counter = iter(range(1000))
-
-    @checkpointer_test(name="dockyard-sqlite")
+async def test_checkpointer_conformance(new_database: NewDatabase, tmp_path: Path) -> None:
+    @checkpointer_test(name=f"dockyard-{TEST_DATABASE}")
     async def factory() -> AsyncGenerator[object, None]:
-        storage = SqliteStorage(tmp_path / f"cp{next(counter)}.db")
+        # A fresh database per capability suite, as validate() expects.
+        storage = create_storage(new_database(), default_path=tmp_path / "unused.sqlite")
         await storage.open()
         try:
+            await storage.migrate()
             yield storage.checkpointer
         finally:
             await storage.close()

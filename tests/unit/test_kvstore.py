@@ -1,11 +1,10 @@
 """DockyardStore through LangGraph's ``BaseStore`` API, held to the behaviour of LangGraph's own
-``InMemoryStore``: the same operations must give the same answers from both."""
+``InMemoryStore``: the same operations must give the same answers from both. ``db`` is the
+database DOCKYARD_TEST_DATABASE selects (tests/conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +14,6 @@ from langgraph.store.memory import InMemoryStore
 from dockyard.errors import InvalidInput
 from dockyard.storage.base import Storage, utcnow
 from dockyard.storage.kvstore import DockyardStore
-from dockyard.storage.sqlite import SqliteStorage
 
 ITEMS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("users", "ann", "memories"), "m1", {"text": "likes tea", "score": 5, "tags": ["a", "b"]}),
@@ -26,15 +24,6 @@ ITEMS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("docs",), "d1", {"kind": "guide", "score": 3.5}),
     (("docs", "v2", "drafts"), "d2", {"kind": "draft", "active": False}),
 ]
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Storage]:
-    storage = SqliteStorage(tmp_path / "store.sqlite")
-    await storage.open()
-    await storage.migrate()
-    yield storage
-    await storage.close()
 
 
 @pytest.fixture
@@ -168,6 +157,16 @@ async def test_unsupported_search(store: DockyardStore) -> None:
         await store.asearch(("q",), query="semantic please")
     with pytest.raises(InvalidInput, match="operator"):
         await store.asearch(("q",), filter={"x": {"$regex": "1"}})
+
+
+async def test_namespace_prefixes_are_case_sensitive(store: DockyardStore) -> None:
+    reference = InMemoryStore()
+    for s in (store, reference):
+        await s.aput(("Users", "x"), "k", {"v": 1})
+        await s.aput(("users_", "x"), "k", {"v": 2})  # '_' is no wildcard either
+        await s.aput(("users",), "k", {"v": 3})
+    for prefix in [("users",), ("Users",), ("USERS",)]:
+        assert _keys(await store.asearch(prefix)) == _keys(await reference.asearch(prefix)), prefix
 
 
 async def test_namespaces_with_dots_are_refused(store: DockyardStore) -> None:

@@ -1,67 +1,134 @@
-"""SQLite storage in a tmp dir: migrations, assistant versions, thread filters, the run queue."""
+"""Storage on the database DOCKYARD_TEST_DATABASE selects (see tests/conftest.py): migrations,
+assistant versions, thread filters, the run queue, checkpoint deletion and copy."""
 
 from __future__ import annotations
 
+import asyncio
+import operator
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 import pytest
 
-from dockyard.errors import InvalidInput
+from dockyard.errors import ConfigError, InvalidInput, StorageError
 from dockyard.services.ids import new_id
 from dockyard.storage import create_storage
 from dockyard.storage.base import Storage, utcnow
+from dockyard.storage.postgres import PostgresStorage, adapt_ddl, to_pyformat
 from dockyard.storage.queue import RunQueue, in_seconds
 from dockyard.storage.resources import Assistants, Threads
 from dockyard.storage.sqlite import SqliteStorage
+from tests.conftest import TEST_DATABASE, NewDatabase
 
 T = "default"
 
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Storage]:
-    storage = create_storage(None, default_path=tmp_path / "dockyard.sqlite")
-    await storage.open()
-    await storage.migrate()
-    yield storage
-    await storage.close()
+postgres_only = pytest.mark.skipif(TEST_DATABASE != "postgres",
+                                   reason="PostgreSQL only (DOCKYARD_TEST_DATABASE=postgres)")
 
 
 # ---- migrations ---------------------------------------------------------------------------
-async def test_migrations_are_idempotent(tmp_path: Path) -> None:
+async def test_migrations_are_idempotent(new_database: NewDatabase, tmp_path: Path) -> None:
+    url = new_database(migrated=False)
+    storage = create_storage(url, default_path=tmp_path / "unused.sqlite")
+    await storage.open()
+    try:
+        assert await storage.migrate() == ["0001", "0002"]
+        assert await storage.migrate() == []
+        rows = await storage.fetchall("SELECT version FROM schema_migrations ORDER BY version")
+        assert [r["version"] for r in rows] == ["0001", "0002"]
+        await Threads(storage).insert(T, new_id(), {"kept": True})
+    finally:
+        await storage.close()
+    # A second process (or a restart) finds everything applied and keeps the data.
+    again = create_storage(url, default_path=tmp_path / "unused.sqlite")
+    await again.open()
+    try:
+        assert await again.migrate() == []
+        assert await Threads(again).count(T, metadata={"kept": True}) == 1
+    finally:
+        await again.close()
+
+
+async def test_sqlite_pragmas_and_directory(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "db.sqlite"
     storage = create_storage(f"sqlite:///{path}", default_path=tmp_path / "unused.sqlite")
     assert isinstance(storage, SqliteStorage)
     await storage.open()
     try:
-        assert await storage.migrate() == ["0001"]
-        assert await storage.migrate() == []
-        rows = await storage.fetchall("SELECT version FROM schema_migrations")
-        assert [r["version"] for r in rows] == ["0001"]
-    finally:
-        await storage.close()
-    # A second process (or a restart) finds everything applied and keeps the data.
-    again = SqliteStorage(path)
-    await again.open()
-    try:
-        assert await again.migrate() == []
-        pragmas = {name: (await again.fetchone(f"PRAGMA {name}") or {}) for name in
+        await storage.migrate()
+        pragmas = {name: (await storage.fetchone(f"PRAGMA {name}") or {}) for name in
                    ("journal_mode", "foreign_keys")}
         assert pragmas["journal_mode"]["journal_mode"] == "wal"
         assert pragmas["foreign_keys"]["foreign_keys"] == 1
     finally:
-        await again.close()
+        await storage.close()
 
 
-def test_unsupported_database_urls(tmp_path: Path) -> None:
-    from dockyard.errors import ConfigError
+@postgres_only
+async def test_postgres_migrations_race_and_schema(new_database: NewDatabase) -> None:
+    """API replicas and workers start together: the advisory lock lets one migrate."""
+    url = new_database(migrated=False)
+    storages = [PostgresStorage(url) for _ in range(3)]
+    for s in storages:
+        await s.open()
+    try:
+        results = await asyncio.gather(*(s.migrate() for s in storages))
+        assert sorted(results) == [[], [], ["0001", "0002"]]
+        cols = {(r["table_name"], r["column_name"]): r for r in await storages[0].fetchall(
+            "SELECT table_name, column_name, data_type, collation_name"
+            " FROM information_schema.columns WHERE table_schema = 'public'")}
+        assert cols[("threads", "metadata")]["data_type"] == "jsonb"
+        assert cols[("store_items", "ttl_minutes")]["data_type"] == "double precision"
+        assert cols[("runs", "priority")]["data_type"] == "bigint"
+        # Byte order, as SQLite's BINARY collation, whatever the database's locale.
+        assert cols[("threads", "created_at")]["collation_name"] == "C"
+        assert ("checkpoints", "checkpoint") in cols  # the checkpointer's tables too
+    finally:
+        for s in storages:
+            await s.close()
 
-    for url in ("mysql://x", "postgresql://localhost/db"):
+
+def test_database_urls_pick_the_dialect(tmp_path: Path) -> None:
+    for url in ("mysql://x", "sqlite://relative"):
         with pytest.raises(ConfigError) as info:
             create_storage(url, default_path=tmp_path / "x.sqlite")
         assert "DOCKYARD_DATABASE_URL" in str(info.value)
+    for url in ("postgresql://u:pw@db.example:5433/app", "postgres://u@db.example/app"):
+        storage = create_storage(url, default_path=tmp_path / "x.sqlite")  # connects on open()
+        assert isinstance(storage, PostgresStorage) and storage.dialect == "postgres"
+    assert PostgresStorage("postgresql://u:pw@db.example:5433/app").where == "db.example:5433/app"
+    with pytest.raises(ConfigError) as bad:
+        create_storage("postgresql://u:s3cret@[h/x", default_path=tmp_path / "x.sqlite")
+    assert "s3cret" not in str(bad.value)
+
+
+async def test_postgres_unreachable_names_the_host_not_the_password() -> None:
+    storage = PostgresStorage("postgresql://dockyard:s3cret@127.0.0.1:1/app", connect_timeout=1)
+    with pytest.raises(StorageError) as info:
+        await storage.open()
+    assert "127.0.0.1:1/app" in str(info.value)
+    assert "s3cret" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_placeholders_translate_outside_literals() -> None:
+    assert to_pyformat("SELECT * FROM t WHERE a = ? AND b IN (?, ?)") == (
+        "SELECT * FROM t WHERE a = %s AND b IN (%s, %s)")
+    # Literals, quoted identifiers and comments keep their '?'; every '%' is escaped.
+    assert to_pyformat("SELECT '?', 'it''s ?', \"we?ird\" FROM t WHERE x LIKE 'a%' AND y = ?") == (
+        "SELECT '?', 'it''s ?', \"we?ird\" FROM t WHERE x LIKE 'a%%' AND y = %s")
+    assert to_pyformat("SELECT E'\\'?', ? -- what?\n, ? /* ? */") == (
+        "SELECT E'\\'?', %s -- what?\n, %s /* ? */")
+    assert to_pyformat("SELECT ? || 'unterminated ?") == "SELECT %s || 'unterminated ?"
+
+
+def test_portable_ddl_in_postgres_types() -> None:
+    ddl = ("CREATE TABLE t (a TEXT PRIMARY KEY, b JSON NOT NULL, c REAL, d INTEGER DEFAULT 0,"
+           " e BLOB, \"text\" TEXT DEFAULT 'JSON', f TEXT COLLATE \"C\")")
+    assert adapt_ddl(ddl) == (
+        'CREATE TABLE t (a TEXT COLLATE "C" PRIMARY KEY, b JSONB NOT NULL, c DOUBLE PRECISION,'
+        ' d BIGINT DEFAULT 0, e BYTEA, "text" TEXT COLLATE "C" DEFAULT \'JSON\', f TEXT COLLATE "C")')
 
 
 # ---- assistants -----------------------------------------------------------------------------
@@ -299,3 +366,138 @@ async def test_set_status_and_active(db: Storage) -> None:
     assert {r["run_id"] for r in listed} == {a, b}
     assert await queue.delete(T, b) == 1
     assert await queue.active_for_thread(T, thread) == []
+
+
+@postgres_only
+async def test_concurrent_claims_take_each_run_once(new_database: NewDatabase) -> None:
+    """Workers in several processes (here: several pools) claim with FOR UPDATE SKIP LOCKED."""
+    url = new_database()
+    storages = [PostgresStorage(url) for _ in range(4)]
+    for s in storages:
+        await s.open()
+    try:
+        threads = [new_id() for _ in range(5)]
+        runs = {await _enqueue(RunQueue(storages[0]), threads[i % 5]) for i in range(20)}
+        claimed: list[str] = []
+        running: dict[str, str] = {}
+
+        async def worker(storage: Storage, name: str) -> None:
+            queue = RunQueue(storage)
+            while len(claimed) < len(runs):
+                run = await queue.claim(name, lease_seconds=30)
+                if run is None:
+                    await asyncio.sleep(0.005)
+                    continue
+                assert run["thread_id"] not in running, "two runs of one thread at once"
+                running[run["thread_id"]] = run["run_id"]
+                claimed.append(run["run_id"])
+                await asyncio.sleep(0.002)
+                del running[run["thread_id"]]
+                await queue.finish(run["run_id"], "success")
+
+        await asyncio.wait_for(
+            asyncio.gather(*(worker(s, f"w{i}") for i, s in enumerate(storages))), 30)
+        assert sorted(claimed) == sorted(runs)
+    finally:
+        for s in storages:
+            await s.close()
+
+
+# ---- checkpoints --------------------------------------------------------------------------------
+class _Steps(TypedDict):
+    steps: Annotated[list[str], operator.add]
+
+
+def _graph(db: Storage) -> Any:
+    from langgraph.graph import END, START, StateGraph
+
+    builder = StateGraph(_Steps)
+    builder.add_node("a", lambda s: {"steps": ["a"]})
+    builder.add_node("b", lambda s: {"steps": ["b"]})
+    builder.add_edge(START, "a")
+    builder.add_edge("a", "b")
+    builder.add_edge("b", END)
+    return builder.compile(checkpointer=db.checkpointer)
+
+
+async def test_checkpoint_delete_and_copy(db: Storage) -> None:
+    graph = _graph(db)
+    tid, copy = new_id(), new_id()
+
+    def cfg(thread: str, run_id: str | None = None) -> dict[str, Any]:
+        return {"configurable": {"thread_id": thread},
+                **({"metadata": {"run_id": run_id}} if run_id else {})}
+
+    async def history(thread: str) -> list[Any]:
+        return [s async for s in graph.aget_state_history(cfg(thread))]
+
+    await graph.ainvoke({"steps": ["in1"]}, cfg(tid, "r1"))
+    after_first = len(await history(tid))
+    await graph.ainvoke({"steps": ["in2"]}, cfg(tid, "r2"))
+    values = (await graph.aget_state(cfg(tid))).values
+    assert values == {"steps": ["in1", "a", "b", "in2", "a", "b"]}
+    full = len(await history(tid))
+
+    await db.copy_checkpoints(tid, copy)
+    assert (await graph.aget_state(cfg(copy))).values == values
+    assert len(await history(copy)) == full
+
+    # Rollback of the second run: the thread is back where the first run left it.
+    await db.delete_checkpoints(tid, run_id="r2")
+    assert (await graph.aget_state(cfg(tid))).values == {"steps": ["in1", "a", "b"]}
+    assert len(await history(tid)) == after_first
+    # A new run continues from there (the shared channel values survived the deletion).
+    await graph.ainvoke({"steps": ["in3"]}, cfg(tid, "r3"))
+    assert (await graph.aget_state(cfg(tid))).values == {"steps": ["in1", "a", "b", "in3", "a", "b"]}
+
+    # Prune: only the latest checkpoint stays, with the whole state.
+    await db.delete_checkpoints(copy, keep_latest=True)
+    assert len(await history(copy)) == 1
+    assert (await graph.aget_state(cfg(copy))).values == values
+
+    await db.delete_checkpoints(tid)
+    assert await db.checkpointer.aget_tuple(cfg(tid)) is None  # type: ignore[arg-type]
+    assert (await graph.aget_state(cfg(copy))).values == values  # the copy is independent
+    if db.dialect == "postgres":  # nothing of the thread is left behind, blobs included
+        for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
+            row = await db.fetchone(f"SELECT COUNT(*) AS n FROM {table} WHERE thread_id = ?", (tid,))
+            assert row == {"n": 0}, table
+
+
+async def test_duplicate_keys_are_conflicts(db: Storage) -> None:
+    """A unique violation (e.g. two creates racing past the existence check) is a 409."""
+    from dockyard.errors import Conflict
+
+    row = _assistant()
+    await Assistants(db).insert(T, row)
+    with pytest.raises(Conflict):
+        await Assistants(db).insert(T, row)
+    assert await Assistants(db).count(T) == 1  # the failed transaction left nothing behind
+
+
+@postgres_only
+async def test_notify_wakes_listeners_across_processes_and_survives_a_lost_connection(
+    new_database: NewDatabase,
+) -> None:
+    url = new_database()
+    api, worker = PostgresStorage(url), PostgresStorage(url)
+    await api.open()
+    await worker.open()
+    woken = asyncio.Event()
+    try:
+        await worker.listen_runs(woken.set)
+        await api.notify_runs()
+        await asyncio.wait_for(woken.wait(), 5)
+        # The listener's connection dies (server restart, network): it reconnects and looks
+        # for runs at once, since notifications sent meanwhile are lost.
+        woken.clear()
+        assert await api.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query = 'LISTEN dockyard_runs'") == 1
+        await asyncio.wait_for(woken.wait(), 5)
+        woken.clear()
+        await api.notify_runs()
+        await asyncio.wait_for(woken.wait(), 5)
+    finally:
+        await api.close()
+        await worker.close()

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dockyard.api import assistants, runs, store, threads
+from dockyard.api import assistants, ops, runs, store, threads
 from dockyard.config import ProjectConfig, Settings
 from dockyard.errors import DockyardError
 from dockyard.services.core import Dockyard
@@ -118,7 +118,10 @@ def create_app(
     async def dockyard_error(_: Request, exc: DockyardError) -> JSONResponse:
         if exc.status >= 500:
             log.error("request_failed code=%s message=%s", exc.code, exc.message)
-        return JSONResponse(exc.to_dict(), status_code=exc.status)
+        headers = None
+        if exc.details.get("retry_after") is not None:
+            headers = {"Retry-After": str(int(exc.details["retry_after"]))}
+        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -139,9 +142,7 @@ def create_app(
         return JSONResponse({"detail": "Internal server error", "code": "internal"},
                             status_code=500)
 
-    @app.get("/ok", tags=["system"])
-    async def ok() -> dict[str, Any]:
-        return {"ok": True}
+    app.include_router(ops.router)  # /ok and /metrics
 
     if not project.http.get("disable_meta"):
 
@@ -168,6 +169,8 @@ def create_app(
             max_age=int(cors.get("max_age", 600)),
         )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if dockyard.tracer_provider is not None:  # outermost: the span covers the whole request
+        ops.install_tracing(app, dockyard.tracer_provider)
     return app
 
 

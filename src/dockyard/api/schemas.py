@@ -217,6 +217,7 @@ class RunCreate(Body):
     on_completion: Literal["delete", "keep"] | None = None
     after_seconds: Seconds | None = None
     durability: Literal["sync", "async", "exit"] | None = None
+    priority: int | None = Field(None, ge=-100, le=100)
     feedback_keys: list[str] | None = None
     langsmith_tracer: dict[str, Any] | None = None
     strict_resume: bool | None = None

@@ -16,12 +16,14 @@ from typing import Any
 
 from langgraph.types import Command, Send
 
+from dockyard.errors import DockyardError
 from dockyard.runtime.loader import GraphRegistry
 from dockyard.runtime.streaming import (
     MessageAccumulator,
     event_name,
     langgraph_modes,
 )
+from dockyard.runtime.tracing import run_span
 from dockyard.serde import json_dumps, to_jsonable
 from dockyard.storage.base import Storage, utcnow
 from dockyard.storage.queue import RunQueue, public_run
@@ -41,6 +43,8 @@ class ExecutionDeps:
     registry: GraphRegistry
     store: Any
     webhooks: Any = None  # dockyard.runtime.webhooks.WebhookSender
+    metrics: Any = None  # dockyard.runtime.metrics.Metrics; None: not measured
+    tracer: Any = None  # an OpenTelemetry Tracer when tracing is configured (runtime/tracing.py)
     tenant: str = "default"
     queue: RunQueue = field(init=False)
     threads: Threads = field(init=False)
@@ -125,6 +129,19 @@ async def thread_graph_config(
 
 async def execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
     """Run to completion (or interrupt/cancel/error); returns the final run status."""
+    if deps.tracer is None:
+        return await _execute_run(deps, run)
+    with run_span(deps.tracer, run) as span:
+        try:
+            status = await _execute_run(deps, run)
+        except asyncio.CancelledError:
+            span.set_attribute("dockyard.run.status", "abandoned")  # shutdown: re-queued
+            raise
+        span.set_attribute("dockyard.run.status", status)
+        return status
+
+
+async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
     run_id, thread_id = run["run_id"], run["thread_id"]
     bus = deps.bus
     task = asyncio.current_task()
@@ -199,9 +216,16 @@ async def execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
         if not (task is not None and task.cancelling() and not cancel_action):
             # Internal event (never sent to clients): what `wait`/`join` return, even when a
             # stateless run's thread is already deleted.
-            await bus.publish(run_id, RESULT_EVENT, json_dumps({"status": status, "values": final_values}))
-            await bus.publish(run_id, "end", b"null")
-            await bus.close(run_id)
+            try:
+                await bus.publish(
+                    run_id, RESULT_EVENT, json_dumps({"status": status, "values": final_values})
+                )
+                await bus.publish(run_id, "end", b"null")
+                await bus.close(run_id)
+            except DockyardError as exc:
+                # The outcome is already in storage; streams will notice the run is finished
+                # (join falls back to the thread's values) rather than the run being retried.
+                log.warning("run_end_not_published run_id=%s error=%s", run_id, exc.code)
 
 
 async def _stream(

@@ -32,6 +32,8 @@ class WorkerPool:
         poll_seconds: float = 1.0,
         embedded: bool = True,
         max_attempts: int = 3,
+        tenant_limit: int = 0,
+        assistant_limit: int = 0,
     ) -> None:
         self.deps = deps
         self.concurrency = concurrency
@@ -39,6 +41,8 @@ class WorkerPool:
         self.poll_seconds = poll_seconds
         self.embedded = embedded
         self.max_attempts = max_attempts
+        self.tenant_limit = tenant_limit
+        self.assistant_limit = assistant_limit
         self.worker_id = f"worker-{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
@@ -65,10 +69,14 @@ class WorkerPool:
         self._loop_task = asyncio.create_task(self._claim_loop(), name="dockyard-claim-loop")
         self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="dockyard-heartbeat")
         self._sweeper_task = asyncio.create_task(self._lease_sweeper(), name="dockyard-leases")
+        if self.deps.metrics is not None:
+            self.deps.metrics.pool_started(self)
 
     async def sweep_leases(self) -> tuple[list[str], list[str]]:
         """Re-queue runs of dead workers (expired leases); fail those over max_attempts."""
         requeued, failed = await self.deps.queue.recover_expired(self.max_attempts)
+        if self.deps.metrics is not None:
+            self.deps.metrics.on_lease_expiries(len(requeued), len(failed))
         if requeued:
             log.info("lease_expired_requeued count=%d run_ids=%s", len(requeued), requeued)
             self._wake.set()
@@ -95,6 +103,8 @@ class WorkerPool:
         them from their last checkpoint) without counting as a failed attempt.
         """
         self._stopping = True
+        if self.deps.metrics is not None:
+            self.deps.metrics.pool_stopped()
         self._wake.set()
         for side in (self._loop_task, self._sweeper_task):
             if side is not None:
@@ -119,7 +129,10 @@ class WorkerPool:
         while not self._stopping:
             await self._slots.acquire()
             try:
-                run = await self.deps.queue.claim(self.worker_id, self.lease_seconds)
+                run = await self.deps.queue.claim(
+                    self.worker_id, self.lease_seconds, tenant_limit=self.tenant_limit,
+                    assistant_limit=self.assistant_limit,
+                )
             except Exception:
                 self._slots.release()
                 log.exception("claim_failed")
@@ -128,8 +141,11 @@ class WorkerPool:
             if run is None:
                 self._slots.release()
                 self._wake.clear()
+                # The timeout first: an await between creating the wait() coroutine and
+                # awaiting it (a query, on PostgreSQL) could be cancelled and leak it.
+                timeout = await self._idle_timeout()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=await self._idle_timeout())
+                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
                 except TimeoutError:
                     pass
                 continue
@@ -145,16 +161,24 @@ class WorkerPool:
 
     async def _execute(self, run: dict[str, object]) -> str:
         run_id = str(run["run_id"])
+        metrics = self.deps.metrics
+        if metrics is not None:
+            metrics.on_claim(run)
+        status = "abandoned"  # shutdown: the run goes back to the queue, no duration
         try:
-            return await execute_run(self.deps, run)  # type: ignore[arg-type]
+            status = await execute_run(self.deps, run)  # type: ignore[arg-type]
+            return status
         except asyncio.CancelledError:
             return "abandoned"
         except Exception:
             log.exception("run_crashed run_id=%s", run_id)
             await self.deps.queue.finish(run_id, "error", {"error": "InternalError",
                                                           "message": "executor crashed"})
+            status = "error"
             return "error"
         finally:
+            if metrics is not None and status != "abandoned":
+                metrics.on_finish(run, status)
             self._active.pop(run_id, None)
             self._slots.release()
             # A finished run may unblock the next run queued on the same thread.
@@ -165,5 +189,7 @@ class WorkerPool:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
                 await self.deps.queue.renew(list(self._active), self.lease_seconds)
+                if self.deps.metrics is not None:
+                    self.deps.metrics.on_heartbeat()
             except Exception:
                 log.exception("heartbeat_failed")

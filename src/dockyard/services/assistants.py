@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from dockyard.errors import Conflict, InvalidInput, NotFound
@@ -37,14 +38,16 @@ class AssistantService:
             aid = default_assistant_id(graph_id)
             if await self.repo.get(tenant, aid) is None:
                 spec = self.registry.spec(graph_id)
-                await self.repo.insert(
-                    tenant,
-                    {
-                        "assistant_id": aid, "graph_id": graph_id, "name": graph_id,
-                        "description": spec.description, "config": {}, "context": {},
-                        "metadata": {"created_by": "system"},
-                    },
-                )
+                # Replicas and workers starting together race to create it: one wins.
+                with contextlib.suppress(Conflict):
+                    await self.repo.insert(
+                        tenant,
+                        {
+                            "assistant_id": aid, "graph_id": graph_id, "name": graph_id,
+                            "description": spec.description, "config": {}, "context": {},
+                            "metadata": {"created_by": "system"},
+                        },
+                    )
 
     def _check_graph(self, graph_id: str) -> None:
         if graph_id not in self.registry.graph_ids:

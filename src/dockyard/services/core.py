@@ -15,6 +15,8 @@ from dockyard.config import ProjectConfig, Settings
 from dockyard.errors import ConfigError
 from dockyard.runtime.executor import ExecutionDeps
 from dockyard.runtime.loader import GraphRegistry
+from dockyard.runtime.metrics import Metrics
+from dockyard.runtime.tracing import run_tracer, tracer_provider_from_env
 from dockyard.runtime.webhooks import WebhookSender
 from dockyard.runtime.worker import WorkerPool
 from dockyard.services.assistants import AssistantService
@@ -24,7 +26,9 @@ from dockyard.services.threads import ThreadService
 from dockyard.storage import create_storage
 from dockyard.storage.kvstore import DockyardStore
 from dockyard.storage.resources import Assistants
+from dockyard.streams.base import EventBus
 from dockyard.streams.memory import InProcessBus
+from dockyard.streams.redis import RedisBus
 
 log = logging.getLogger("dockyard")
 
@@ -101,18 +105,23 @@ class Dockyard:
         self.dev = dev
         db_path = settings.sqlite_path(project.root)
         self.storage = create_storage(settings.database_url, default_path=db_path)
-        self.bus = InProcessBus()
+        self.bus: EventBus = (
+            RedisBus.from_url(settings.redis_url) if settings.redis_url else InProcessBus()
+        )
         self.registry = GraphRegistry(project)
         store_ttl = project.store.get("ttl") if isinstance(project.store, dict) else None
         self.store = DockyardStore(self.storage, ttl=store_ttl)
         self.webhooks = WebhookSender()
+        self.metrics = Metrics(role=role)
+        self.tracer_provider = tracer_provider_from_env(role)  # None: tracing off
         self.deps = ExecutionDeps(
             storage=self.storage, bus=self.bus, registry=self.registry, store=self.store,
-            webhooks=self.webhooks,
+            webhooks=self.webhooks, metrics=self.metrics, tracer=run_tracer(self.tracer_provider),
         )
         self.pool = WorkerPool(
             self.deps, concurrency=settings.workers, lease_seconds=settings.lease_seconds,
-            max_attempts=settings.max_attempts,
+            max_attempts=settings.max_attempts, tenant_limit=settings.tenant_max_running,
+            assistant_limit=settings.assistant_max_running,
             # One process owning a SQLite file may treat every 'running' row as orphaned.
             embedded=self.storage.dialect == "sqlite",
         )
@@ -123,6 +132,7 @@ class Dockyard:
             self.deps, self.assistants, self.threads, self.notify_new_runs,
             allow_private_webhooks=settings.allow_private_webhooks or dev,
             webhook_domains=settings.webhook_allowed_domains,
+            max_queue_depth=settings.max_queue_depth,
         )
         self.store_api = StoreService(self.store)
         self._sweeper: asyncio.Task[None] | None = None
@@ -150,6 +160,7 @@ class Dockyard:
         self.registry.load_all()
         await self.storage.open()
         await self.storage.migrate()
+        await self.bus.open()
         self.store.bind_loop(asyncio.get_running_loop())
         await self.assistants.ensure_defaults(DEFAULT_TENANT)
         if self.runs_workers:
@@ -175,6 +186,8 @@ class Dockyard:
         await self.webhooks.aclose()
         await self.bus.aclose()
         await self.storage.close()
+        if self.tracer_provider is not None:  # export the last spans (a blocking HTTP call)
+            await asyncio.to_thread(self.tracer_provider.shutdown)
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -199,6 +212,19 @@ class Dockyard:
                     log.info("threads_expired count=%d", n)
             except Exception:
                 log.exception("thread_ttl_sweep_failed")
+
+    async def metrics_text(self) -> bytes:
+        """Prometheus text exposition of this process (queue depth is cluster-wide)."""
+        return await self.metrics.render(self.deps.queue.depth_by)
+
+    async def check_health(self) -> tuple[bool, dict[str, dict[str, Any]]]:
+        """Ping the database and the event bus (``/ok?check_db=1``)."""
+        from dockyard.services.health import check_dependencies
+
+        return await check_dependencies(
+            {"database": self.storage.ping, "bus": self.bus.ping},
+            secret_urls=(self.settings.database_url, self.settings.redis_url),
+        )
 
     def info(self) -> dict[str, Any]:
         from dockyard import __version__

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from dockyard.errors import Conflict, InvalidInput, NotFound
+from dockyard.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from dockyard.runtime.executor import RESULT_EVENT, ExecutionDeps
 from dockyard.runtime.streaming import normalize_modes
 from dockyard.runtime.webhooks import check_webhook_url
@@ -34,6 +34,7 @@ class RunService:
         *,
         allow_private_webhooks: bool,
         webhook_domains: tuple[str, ...] = (),
+        max_queue_depth: int = 0,
     ) -> None:
         self.deps = deps
         self.queue = deps.queue
@@ -43,12 +44,19 @@ class RunService:
         self.notify = notify
         self.allow_private_webhooks = allow_private_webhooks
         self.webhook_domains = webhook_domains
+        self.max_queue_depth = max_queue_depth
 
     # ---- create ------------------------------------------------------------------------
     async def create(
         self, tenant: str, thread_id: str | None, payload: dict[str, Any]
     ) -> dict[str, Any]:
         """Validate and enqueue a run. ``thread_id`` None makes a stateless run."""
+        if self.max_queue_depth and await self.queue.count_pending() >= self.max_queue_depth:
+            raise TooManyRequests(
+                f"The run queue is full ({self.max_queue_depth} pending runs, "
+                "DOCKYARD_MAX_QUEUE_DEPTH); retry later",
+                code="queue_full", retry_after=5,
+            )
         assistant = await self.assistants.resolve(tenant, payload["assistant_id"])
         strategy = payload.get("multitask_strategy") or "enqueue"
         if strategy not in MULTITASK:
@@ -150,6 +158,7 @@ class RunService:
             "kwargs": kwargs,
             "multitask_strategy": strategy,
             "temporary": temporary,
+            "priority": int(payload.get("priority") or 0),
         }
         if after:
             record["available_at"] = in_seconds(after)

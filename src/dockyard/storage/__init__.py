@@ -19,11 +19,9 @@ def create_storage(url: str | None, *, default_path: Path) -> Storage:
 
         return SqliteStorage(url.removeprefix("sqlite:///") or default_path)
     if url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(
-            "DOCKYARD_DATABASE_URL: the PostgreSQL dialect is not available in this build yet;"
-            " use SQLite (unset it)",
-            key="DOCKYARD_DATABASE_URL",
-        )
+        from dockyard.storage.postgres import PostgresStorage
+
+        return PostgresStorage(url)
     raise ConfigError(
         f"DOCKYARD_DATABASE_URL: unsupported database URL scheme in {url.split(':', 1)[0]!r}; "
         "use sqlite:///path or postgresql://…",

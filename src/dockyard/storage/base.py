@@ -1,18 +1,24 @@
 """The storage interface: one class of shared logic, dialects supply a short list of hooks.
 
-Dialect hooks (see ``SqliteStorage`` and, in the production issue, ``PostgresStorage``):
+Dialect hooks (``SqliteStorage`` in sqlite.py, ``PostgresStorage`` in postgres.py):
 
-* ``_connect`` / ``_close``           engine setup and teardown
+* ``open`` / ``close``                engine setup and teardown
 * ``_execute`` / ``_fetch``           run one statement (``?`` placeholders; dialects translate)
-* ``transaction``                     a unit of work (SQLite: the shared connection lock;
+* ``transaction`` / ``statement``     a unit of work (SQLite: the shared connection lock;
                                       PostgreSQL: a pooled connection in a transaction)
-* ``_json_field``                     SQL expression for ``column ->> key`` used by metadata filters
-* ``_claim_sql``                      row claiming (SQLite: one writer; PostgreSQL: SKIP LOCKED)
+* ``_json_field`` / ``_json_param``   JSON value at a path, compared for metadata filters
+* ``_adapt_ddl`` / ``migrate``        portable migration DDL in the dialect's types; PostgreSQL
+                                      holds an advisory lock around ``migrate``
+* ``row_lock`` / ``claim_lock``       row locking (SQLite: one writer, nothing to add;
+                                      PostgreSQL: ``FOR UPDATE`` / ``FOR UPDATE SKIP LOCKED``)
 * ``checkpointer``                    the LangGraph checkpoint saver bound to the same database
-* ``delete_checkpoints``              checkpoint deletion (rollback, thread delete, prune)
+* ``delete_checkpoints`` / ``copy_checkpoints``   SQL over the saver's tables
+* error translation                   driver errors become ``StorageError`` (``Conflict`` for
+                                      a unique violation)
 
 Everything else (resource CRUD, filters, the run queue) is shared SQL written once here.
-Rows come back as plain dicts with JSON columns decoded.
+Rows come back as plain dicts with JSON columns decoded. Both dialects store the same schema
+(timestamps as ISO-8601 text, booleans as 0/1 integers), so rows read back alike.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ def dumps(value: Any) -> str:
 
 
 def decode_row(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Decode the JSON columns of a row; both dialects hand them over as JSON text."""
     if row is None:
         return None
     for col in JSON_COLUMNS.intersection(row):
@@ -80,6 +87,10 @@ class Storage(abc.ABC):
 
     dialect: str = "abstract"
     checkpointer: BaseCheckpointSaver[Any]
+    # Appended to a SELECT inside ``transaction()`` whose rows the transaction then updates.
+    row_lock: str = ""
+    # Appended to the run queue's claim: concurrent claimers skip each other's rows.
+    claim_lock: str = ""
 
     # ---- dialect hooks -------------------------------------------------------------------
     @abc.abstractmethod
@@ -102,10 +113,13 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def _json_field(self, column: str, path: Sequence[str]) -> str:
-        """SQL for the canonical JSON text at ``column[path[0]][path[1]]…``.
+        """SQL for the JSON value at ``column[path[0]][path[1]]…``, compared with ``=`` to
+        ``_json_param()``.
 
-        Compared with ``_json_param()``: both sides must render a value the same way (strings
-        quoted, booleans as ``true``/``false``, arrays minified).
+        Both dialects must agree: ``1``, ``"1"`` and ``true`` differ; a missing key matches
+        nothing, a JSON ``null`` matches ``null``; arrays match in order. (SQLite compares
+        canonical JSON text, PostgreSQL JSONB values; they differ only on ``1`` vs ``1.0`` and
+        on the key order of objects nested in arrays, which JSONB ignores.)
         """
 
     def _json_param(self) -> str:
@@ -137,8 +151,10 @@ class Storage(abc.ABC):
         async with self.transaction() as tx:
             await self._execute(
                 tx,
-                "CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(version TEXT PRIMARY KEY, applied_at TEXT NOT NULL)",
+                self._adapt_ddl(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations "
+                    "(version TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+                ),
             )
             done = {r["version"] for r in await self._fetch(tx, "SELECT version FROM schema_migrations")}
             files = sorted(
@@ -190,6 +206,10 @@ class Storage(abc.ABC):
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         async with self.statement() as tx:
             return await self._execute(tx, sql, params)
+
+    async def ping(self) -> None:
+        """Health check (``/ok?check_db=1``): one round trip; raises if the database is down."""
+        await self.fetchone("SELECT 1 AS ok")
 
     def json_filter(
         self, column: str, filt: dict[str, Any] | None, clauses: list[str], params: list[Any]

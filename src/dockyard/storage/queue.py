@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dockyard.storage.base import Storage, dumps, utcnow
+from dockyard.storage.base import Storage, decode_row, dumps, utcnow
 
 RUN_COLS = (
     "run_id, thread_id, assistant_id, assistant_version, graph_id, status, metadata, kwargs,"
@@ -45,6 +45,7 @@ def in_seconds(seconds: float) -> str:
 class RunQueue:
     def __init__(self, db: Storage) -> None:
         self.db = db
+        self._last_tenant = ""
 
     async def insert(self, tenant: str, run: dict[str, Any]) -> dict[str, Any]:
         now = utcnow()
@@ -102,39 +103,71 @@ class RunQueue:
             (tenant, *statuses),
         )
 
-    async def claim(self, worker_id: str, lease_seconds: float) -> dict[str, Any] | None:
-        """Take the next claimable run: highest priority, then oldest; one per thread."""
+    async def claim(
+        self, worker_id: str, lease_seconds: float, *, tenant_limit: int = 0,
+        assistant_limit: int = 0,
+    ) -> dict[str, Any] | None:
+        """Take the next claimable run, sharing fairly between tenants.
+
+        Tenants with pending runs are served round-robin (a burst of one tenant cannot starve
+        another); within a tenant, highest priority first, then oldest. A thread runs one run
+        at a time, oldest first. ``tenant_limit`` / ``assistant_limit`` cap running runs
+        (0 = no cap).
+        """
         now = utcnow()
         async with self.db.transaction() as tx:
-            rows = await self.db._fetch(
-                tx,
-                "SELECT r.run_id FROM runs r WHERE r.status = 'pending' AND r.available_at <= ?"
-                " AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.thread_id = r.thread_id"
-                " AND o.status = 'running')"
-                " AND NOT EXISTS (SELECT 1 FROM runs e WHERE e.thread_id = r.thread_id"
-                " AND e.status = 'pending' AND e.created_at < r.created_at)"
-                " ORDER BY r.priority DESC, r.created_at LIMIT 1" + self._lock_clause(),
-                (now,),
-            )
-            if not rows:
-                return None
-            run_id = rows[0]["run_id"]
-            await self.db._execute(
-                tx,
-                "UPDATE runs SET status = 'running', worker_id = ?, lease_until = ?,"
-                " attempts = attempts + 1, started_at = COALESCE(started_at, ?), updated_at = ?"
-                " WHERE run_id = ?",
-                (worker_id, in_seconds(lease_seconds), now, now, run_id),
-            )
-            claimed = await self.db._fetch(
-                tx, f"SELECT {RUN_COLS} FROM runs WHERE run_id = ?", (run_id,)
-            )
-        from dockyard.storage.base import decode_row
+            tenants = [r["tenant_id"] for r in await self.db._fetch(
+                tx, "SELECT DISTINCT tenant_id FROM runs WHERE status = 'pending' ORDER BY tenant_id"
+            )]
+            # Round-robin: start after the tenant this queue served last.
+            tenants = [t for t in tenants if t > self._last_tenant] + [
+                t for t in tenants if t <= self._last_tenant
+            ]
+            for tenant in tenants:
+                if tenant_limit and await self._running(tx, "tenant_id", tenant) >= tenant_limit:
+                    continue
+                rows = await self.db._fetch(
+                    tx,
+                    "SELECT r.run_id, r.assistant_id FROM runs r WHERE r.status = 'pending'"
+                    " AND r.tenant_id = ? AND r.available_at <= ?"
+                    " AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.thread_id = r.thread_id"
+                    " AND o.status = 'running')"
+                    " AND NOT EXISTS (SELECT 1 FROM runs e WHERE e.thread_id = r.thread_id"
+                    " AND e.status = 'pending' AND e.created_at < r.created_at)"
+                    " ORDER BY r.priority DESC, r.created_at LIMIT 16" + self.db.claim_lock,
+                    (tenant, now),
+                )
+                for row in rows:
+                    if assistant_limit and await self._running(
+                        tx, "assistant_id", row["assistant_id"]
+                    ) >= assistant_limit:
+                        continue
+                    self._last_tenant = tenant
+                    return await self._take(tx, row["run_id"], worker_id, lease_seconds, now)
+        return None
 
+    async def _running(self, tx: Any, column: str, value: str) -> int:
+        rows = await self.db._fetch(
+            tx, f"SELECT COUNT(*) AS n FROM runs WHERE {column} = ? AND status = 'running'", (value,)
+        )
+        return int(rows[0]["n"])
+
+    async def _take(
+        self, tx: Any, run_id: str, worker_id: str, lease_seconds: float, now: str
+    ) -> dict[str, Any] | None:
+        await self.db._execute(
+            tx,
+            "UPDATE runs SET status = 'running', worker_id = ?, lease_until = ?,"
+            " attempts = attempts + 1, started_at = COALESCE(started_at, ?), updated_at = ?"
+            " WHERE run_id = ?",
+            (worker_id, in_seconds(lease_seconds), now, now, run_id),
+        )
+        claimed = await self.db._fetch(tx, f"SELECT {RUN_COLS} FROM runs WHERE run_id = ?", (run_id,))
         return decode_row(claimed[0])
 
-    def _lock_clause(self) -> str:
-        return "" if self.db.dialect == "sqlite" else " FOR UPDATE SKIP LOCKED"
+    async def count_pending(self) -> int:
+        row = await self.db.fetchone("SELECT COUNT(*) AS n FROM runs WHERE status = 'pending'")
+        return int(row["n"]) if row else 0
 
     async def next_available_at(self) -> str | None:
         row = await self.db.fetchone(
@@ -203,7 +236,7 @@ class RunQueue:
             rows = await self.db._fetch(
                 tx,
                 "SELECT run_id, attempts FROM runs WHERE status = 'running' AND lease_until < ?"
-                + self._lock_clause(),
+                + self.db.claim_lock,
                 (now,),
             )
             requeued = [r["run_id"] for r in rows if r["attempts"] < max_attempts]
@@ -235,4 +268,13 @@ class RunQueue:
             " attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, updated_at = ?"
             f" WHERE status = 'running' AND worker_id = ? AND run_id IN ({', '.join('?' for _ in run_ids)})",
             (utcnow(), worker_id, *run_ids),
+        )
+
+    async def depth_by(self, statuses: tuple[str, ...] = ACTIVE) -> list[dict[str, Any]]:
+        """Run counts by tenant, status and priority (``/metrics``; all tenants, all processes)."""
+        return await self.db.fetchall(
+            "SELECT tenant_id, status, priority, COUNT(*) AS n FROM runs"
+            f" WHERE status IN ({', '.join('?' for _ in statuses)})"
+            " GROUP BY tenant_id, status, priority",
+            statuses,
         )

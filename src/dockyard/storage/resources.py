@@ -71,6 +71,12 @@ class Assistants:
         """Store ``row`` as a new version and make it the current one."""
         now = utcnow()
         async with self.db.transaction() as tx:
+            # Concurrent updates of one assistant take turns (PostgreSQL: the row lock; SQLite:
+            # its single writer), so each gets its own version number.
+            await self.db._fetch(
+                tx, "SELECT version FROM assistants WHERE tenant_id = ? AND assistant_id = ?"
+                + self.db.row_lock, (tenant, row["assistant_id"]),
+            )
             latest = await self.db._fetch(
                 tx,
                 "SELECT MAX(version) AS v FROM assistant_versions WHERE assistant_id = ?",
@@ -113,7 +119,8 @@ class Assistants:
             clauses.append("graph_id = ?")
             params.append(graph_id)
         if name:
-            clauses.append("name LIKE ?")
+            # lower() on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+            clauses.append("lower(name) LIKE lower(?)")
             params.append(f"%{name}%")
         self.db.json_filter("metadata", metadata, clauses, params)
         return " AND ".join(clauses), params
@@ -183,12 +190,10 @@ class Threads:
     ) -> dict[str, Any] | None:
         """Insert; returns None if the id exists and ``if_exists`` is 'raise'."""
         now = utcnow()
-        verb = "INSERT OR IGNORE" if self.db.dialect == "sqlite" else "INSERT"
-        tail = "" if self.db.dialect == "sqlite" else " ON CONFLICT DO NOTHING"
         n = await self.db.execute(
-            f"{verb} INTO threads (thread_id, tenant_id, status, metadata, config, \"values\","
-            f" interrupts, created_at, updated_at) VALUES (?, ?, 'idle', ?, '{{}}', NULL, '{{}}',"
-            f" ?, ?){tail}",
+            "INSERT INTO threads (thread_id, tenant_id, status, metadata, config, \"values\","
+            " interrupts, created_at, updated_at) VALUES (?, ?, 'idle', ?, '{}', NULL, '{}',"
+            " ?, ?) ON CONFLICT DO NOTHING",
             (thread_id, tenant, dumps(metadata), now, now),
         )
         if n == 0:
@@ -311,9 +316,9 @@ class StoreItems:
         clauses = ["tenant_id = ?", "(expires_at IS NULL OR expires_at > ?)"]
         params: list[Any] = [tenant, now]
         if prefix:
-            clauses.append("(prefix = ? OR prefix LIKE ? ESCAPE '\\')")
-            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            params.extend([prefix, escaped + ".%"])
+            # A case-sensitive prefix test in both dialects (SQLite's LIKE ignores case).
+            clauses.append("(prefix = ? OR substr(prefix, 1, ?) = ?)")
+            params.extend([prefix, len(prefix) + 1, prefix + "."])
         return await self.db.fetchall(
             "SELECT prefix, key, value, created_at, updated_at, expires_at, ttl_minutes"
             f" FROM store_items WHERE {' AND '.join(clauses)} ORDER BY updated_at DESC",

@@ -18,11 +18,21 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from dockyard.errors import StorageError
+from dockyard.errors import Conflict, DockyardError, StorageError
 from dockyard.storage.base import Storage
 from dockyard.storage.sqlite_saver import LoopSqliteSaver
 
 log = logging.getLogger("dockyard.storage")
+
+
+_UNIQUE = ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
+
+
+def _translate(exc: sqlite3.Error) -> DockyardError:
+    """Driver errors stop at the storage boundary (as in the PostgreSQL dialect)."""
+    if getattr(exc, "sqlite_errorname", "") in _UNIQUE:
+        return Conflict(f"Already exists: {exc}", code="conflict")
+    return StorageError(f"SQLite error: {exc}")
 
 
 class SqliteStorage(Storage):
@@ -119,7 +129,7 @@ class SqliteStorage(Storage):
         try:
             cur = tx.execute(sql, tuple(params))
         except sqlite3.Error as exc:
-            raise StorageError(f"SQLite error: {exc}") from exc
+            raise _translate(exc) from exc
         count: int = cur.rowcount
         cur.close()
         return count
@@ -129,7 +139,7 @@ class SqliteStorage(Storage):
             cur = tx.execute(sql, tuple(params))
             rows = cur.fetchall()
         except sqlite3.Error as exc:
-            raise StorageError(f"SQLite error: {exc}") from exc
+            raise _translate(exc) from exc
         cols = [d[0] for d in cur.description or ()]
         cur.close()
         return [dict(zip(cols, r, strict=True)) for r in rows]

@@ -1,9 +1,9 @@
 """The event bus interface: run events fan out from the executor to every subscriber.
 
-Two implementations share it: ``InProcessBus`` (embedded mode) and a Redis bus (production,
-see the production issue) so that a client on API replica A can follow a run on worker B.
-Events are pre-encoded JSON bytes, numbered per run so a client can resume after a drop
-(``Last-Event-ID``).
+Two implementations share it: ``InProcessBus`` (embedded mode) and ``RedisBus`` (production)
+so that a client on API replica A can follow a run on worker B. Events are pre-encoded JSON
+bytes with ids that increase per run (opaque strings: ``"7"`` in-process, a Redis stream id
+such as ``"1718000000000-0"`` on Redis), so a client can resume after a drop (``Last-Event-ID``).
 """
 
 from __future__ import annotations
@@ -49,5 +49,12 @@ class EventBus(abc.ABC):
     @abc.abstractmethod
     def unregister_control(self, run_id: str) -> None: ...
 
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Check the connection at start-up (Redis), so a bad URL fails fast; nothing in-process."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections (Redis); nothing to do in-process."""
+
+    async def ping(self) -> bool:
+        """Health check (``/ok?check_db=1``): True when reachable; raises with the reason if not."""
+        return True

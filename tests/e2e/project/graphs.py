@@ -178,3 +178,14 @@ _crash.add_edge("c2", "c3")
 _crash.add_edge("c3", "c4")
 _crash.add_edge("c4", END)
 crashable = _crash.compile()
+
+# `crashable_slow`: the same chain with 1.5 s nodes, so a graceful shutdown's short grace period
+# always ends in the middle of a node.
+_crash_slow = StateGraph(Steps)
+for _n in ("s1", "s2", "s3"):
+    _crash_slow.add_node(_n, _logged(_n, 1.5))
+_crash_slow.add_edge(START, "s1")
+_crash_slow.add_edge("s1", "s2")
+_crash_slow.add_edge("s2", "s3")
+_crash_slow.add_edge("s3", END)
+crashable_slow = _crash_slow.compile()

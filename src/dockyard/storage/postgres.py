@@ -1,0 +1,414 @@
+"""PostgreSQL dialect: the production database (psycopg 3 and a connection pool).
+
+One ``AsyncConnectionPool`` serves Dockyard's tables and langgraph's Postgres checkpointer.
+Connections are in autocommit mode, as the checkpointer requires: a lone statement is its own
+transaction, ``transaction()`` opens an explicit one. Workers of every process are woken by
+LISTEN/NOTIFY on a connection of their own, re-established after a server restart.
+
+Shared SQL is written once with ``?`` placeholders; ``to_pyformat`` turns them into psycopg's
+``%s`` outside string literals, quoted identifiers and comments. JSON columns are JSONB, read
+back as text so that ``decode_row`` decodes both dialects alike (a JSONB string is otherwise
+already a Python ``str`` and indistinguishable from JSON text). Text columns use the "C"
+collation: comparisons and ``ORDER BY`` are by bytes, as in SQLite, whatever the database's
+locale, and the ISO timestamps stored as text keep sorting chronologically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import re
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.errors import UniqueViolation
+from psycopg.rows import DictRow, dict_row
+from psycopg.types.string import TextLoader
+from psycopg_pool import AsyncConnectionPool
+
+from dockyard.errors import ConfigError, Conflict, DockyardError, StorageError
+from dockyard.storage.base import Storage
+from dockyard.storage.postgres_saver import PooledPostgresSaver
+
+log = logging.getLogger("dockyard.storage")
+
+Conn = AsyncConnection[DictRow]
+
+# The channel on which `notify_runs` wakes the workers of every process.
+RUNS_CHANNEL = "dockyard_runs"
+
+# pg_advisory_lock key serialising `migrate()` across processes ("dockyard" in ASCII).
+MIGRATION_LOCK = int.from_bytes(b"dockyard", "big")
+
+# Portable DDL types → PostgreSQL. INTEGER is 64-bit in SQLite, so BIGINT keeps the range.
+_DDL_TYPES = [
+    (re.compile(r"\bJSON\b", re.IGNORECASE), "JSONB"),
+    (re.compile(r"\bREAL\b", re.IGNORECASE), "DOUBLE PRECISION"),
+    (re.compile(r"\bINTEGER\b", re.IGNORECASE), "BIGINT"),
+    (re.compile(r"\bBLOB\b", re.IGNORECASE), "BYTEA"),
+    (re.compile(r"\bTEXT\b(?!\s+COLLATE)", re.IGNORECASE), 'TEXT COLLATE "C"'),
+]
+
+
+def _segments(sql: str) -> Iterator[tuple[bool, str]]:
+    """Split SQL into ``(is_code, text)``: string literals, quoted identifiers and comments
+    are not code (a ``?`` or a type name inside them is left alone)."""
+    i, n, start = 0, len(sql), 0
+    while i < n:
+        ch = sql[i]
+        end = -1
+        if ch == "'":
+            # E'…' strings take backslash escapes; standard strings only double the quote.
+            escapes = i > 0 and sql[i - 1] in "eE" and (i < 2 or not (sql[i - 2].isalnum()
+                                                                        or sql[i - 2] == "_"))
+            j = i + 1
+            while j < n:
+                if escapes and sql[j] == "\\":
+                    j += 2
+                    continue
+                if sql[j] == "'":
+                    if j + 1 < n and sql[j + 1] == "'":
+                        j += 2
+                        continue
+                    break
+                j += 1
+            end = j + 1
+        elif ch == '"':
+            j = i + 1
+            while j < n and not (sql[j] == '"' and not (j + 1 < n and sql[j + 1] == '"')):
+                j += 2 if sql[j] == '"' else 1
+            end = j + 1
+        elif sql.startswith("--", i):
+            nl = sql.find("\n", i)
+            end = n if nl < 0 else nl
+        elif sql.startswith("/*", i):
+            close = sql.find("*/", i + 2)
+            end = n if close < 0 else close + 2
+        if end < 0:
+            i += 1
+            continue
+        if start < i:
+            yield True, sql[start:i]
+        yield False, sql[i:min(end, n)]
+        i = start = min(end, n)
+    if start < n:
+        yield True, sql[start:]
+
+
+@functools.lru_cache(maxsize=2048)
+def to_pyformat(sql: str) -> str:
+    """``?`` placeholders → ``%s``, and every literal ``%`` → ``%%`` (psycopg's escape)."""
+    out = []
+    for is_code, text in _segments(sql):
+        text = text.replace("%", "%%")
+        out.append(text.replace("?", "%s") if is_code else text)
+    return "".join(out)
+
+
+def adapt_ddl(stmt: str) -> str:
+    """The portable migration DDL in PostgreSQL's types (outside literals and identifiers)."""
+    out = []
+    for is_code, text in _segments(stmt):
+        if is_code:
+            for pattern, replacement in _DDL_TYPES:
+                text = pattern.sub(replacement, text)
+        out.append(text)
+    return "".join(out)
+
+
+def _params(params: Sequence[Any]) -> tuple[Any, ...]:
+    # SQLite stores booleans as 0/1 in INTEGER columns; PostgreSQL refuses a boolean there.
+    return tuple(int(p) if isinstance(p, bool) else p for p in params)
+
+
+def _translate(exc: psycopg.Error) -> DockyardError:
+    """Driver errors stop at the storage boundary."""
+    if isinstance(exc, UniqueViolation):
+        detail = exc.diag.message_detail or exc.diag.message_primary or "duplicate key"
+        return Conflict(f"Already exists: {detail}", code="conflict")
+    return StorageError(f"PostgreSQL error: {exc}")
+
+
+class PostgresStorage(Storage):
+    dialect = "postgres"
+    checkpointer: PooledPostgresSaver
+    row_lock = " FOR UPDATE"
+    claim_lock = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(
+        self, url: str, *, min_size: int = 1, max_size: int = 20, connect_timeout: float = 5.0
+    ) -> None:
+        self.url = url
+        self.min_size = min_size
+        # migrate() holds one connection for its lock while it migrates on another.
+        self.max_size = max(max_size, 2)
+        self.connect_timeout = connect_timeout
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        try:
+            info = conninfo_to_dict(url)
+        except psycopg.Error:
+            # The message would quote the URL, password included.
+            raise ConfigError(
+                "DOCKYARD_DATABASE_URL: invalid PostgreSQL URL", key="DOCKYARD_DATABASE_URL"
+            ) from None
+        self._password = str(info.get("password") or "")
+        # Connections made outside the pool (the probe, the listener) give up after a while.
+        self._conninfo = url if "connect_timeout" in info else make_conninfo(
+            url, connect_timeout=max(1, round(connect_timeout))
+        )
+        self._listener: asyncio.Task[None] | None = None
+        self._listen_conn: AsyncConnection[Any] | None = None
+        self.where = (
+            f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
+        )
+
+    def _scrub(self, message: object) -> str:
+        text = str(message)
+        return text.replace(self._password, "***") if self._password else text
+
+    # ---- engine setup -----------------------------------------------------------------------
+    async def open(self) -> None:
+        # One plain connection first: a wrong host or password fails now, with libpq's reason,
+        # instead of after the pool's retries time out with none.
+        try:
+            probe = await AsyncConnection.connect(self._conninfo)
+            await probe.close()
+        except psycopg.Error as exc:
+            raise StorageError(
+                f"Cannot connect to PostgreSQL at {self.where}: {self._scrub(exc)}"
+            ) from None
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            self.url,
+            min_size=self.min_size,
+            max_size=self.max_size,
+            # autocommit and dict rows: what langgraph's saver expects of the connections.
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            connection_class=AsyncConnection[DictRow],
+            open=False,
+            name="dockyard",
+        )
+        try:
+            await pool.open(wait=True, timeout=self.connect_timeout)
+        except psycopg.Error as exc:
+            await pool.close()
+            raise StorageError(
+                f"Cannot open a connection pool to PostgreSQL at {self.where}: {self._scrub(exc)}"
+            ) from None
+        self._pool = pool
+        self.checkpointer = PooledPostgresSaver(pool)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        if self._listen_conn is not None:
+            await self._listen_conn.close()
+            self._listen_conn = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> AsyncConnectionPool[Conn]:
+        if self._pool is None:
+            raise StorageError("Storage is not open")
+        return self._pool
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Conn]:
+        try:
+            async with self.pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:  # pool timeouts, a lost server, a failed COMMIT
+            raise _translate(exc) from exc
+
+    # ---- units of work --------------------------------------------------------------------------
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Conn]:
+        async with self._connection() as conn, conn.transaction():
+            yield conn
+
+    @asynccontextmanager
+    async def statement(self) -> AsyncIterator[Conn]:
+        # Autocommit: the statement is its own transaction.
+        async with self._connection() as conn:
+            yield conn
+
+    async def _execute(self, tx: Any, sql: str, params: Sequence[Any] = ()) -> int:
+        conn: Conn = tx
+        try:
+            if params:
+                cur = await conn.execute(to_pyformat(sql), _params(params))
+            else:  # no parameters: psycopg sends the text as is, '%' included
+                cur = await conn.execute(sql)
+        except psycopg.Error as exc:
+            raise _translate(exc) from exc
+        return cur.rowcount
+
+    async def _fetch(self, tx: Any, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        conn: Conn = tx
+        try:
+            async with conn.cursor() as cur:
+                # JSONB as its text: decode_row decodes it, as SQLite's TEXT (see module doc).
+                cur.adapters.register_loader("jsonb", TextLoader)
+                if params:
+                    await cur.execute(to_pyformat(sql), _params(params))
+                else:
+                    await cur.execute(sql)
+                return list(await cur.fetchall())
+        except psycopg.Error as exc:
+            raise _translate(exc) from exc
+
+    # ---- wake-ups across processes (LISTEN/NOTIFY) -------------------------------------------
+    async def notify_runs(self) -> None:
+        try:
+            await self.execute(f"SELECT pg_notify('{RUNS_CHANNEL}', '')")
+        except StorageError as exc:  # best effort: workers also poll
+            log.warning("notify_runs_failed error=%s", exc)
+
+    async def listen_runs(self, callback: Callable[[], None]) -> None:
+        """LISTEN on a connection of its own (outside the pool, which would recycle it)."""
+        try:
+            self._listen_conn = await self._listen()
+        except psycopg.Error as exc:
+            raise StorageError(f"Cannot LISTEN on PostgreSQL at {self.where}: {self._scrub(exc)}") from None
+        self._listener = asyncio.create_task(self._listen_loop(callback), name="dockyard-pg-listen")
+
+    async def _listen(self) -> AsyncConnection[Any]:
+        conn = await AsyncConnection.connect(self._conninfo, autocommit=True)
+        await conn.execute(f"LISTEN {RUNS_CHANNEL}")
+        return conn
+
+    async def _listen_loop(self, callback: Callable[[], None]) -> None:
+        delay = 0.1
+        while True:
+            if self._listen_conn is not None:
+                try:
+                    async for _ in self._listen_conn.notifies():
+                        callback()
+                except psycopg.Error as exc:
+                    log.warning("listen_lost error=%s", self._scrub(exc))
+                await self._listen_conn.close()
+                self._listen_conn = None
+            # The server restarted or the network dropped: reconnect, backing off.
+            await asyncio.sleep(delay)
+            try:
+                self._listen_conn = await self._listen()
+            except psycopg.Error as exc:
+                delay = min(delay * 2, 5.0)
+                log.warning("listen_reconnect_failed error=%s", self._scrub(exc))
+                continue
+            delay = 0.1
+            log.info("listen_reconnected")
+            callback()  # notifications sent while disconnected are lost: look now
+
+    # ---- JSON filters ----------------------------------------------------------------------------
+    def _json_field(self, column: str, path: Sequence[str]) -> str:
+        # jsonb equality: "1", 1 and true differ, a missing key (SQL NULL) matches nothing while
+        # a JSON null matches null, arrays compare in order. Keys are checked by the caller.
+        return "(" + column + "".join(f" -> '{k}'" for k in path) + ")"
+
+    def _json_param(self) -> str:
+        return "CAST(? AS jsonb)"
+
+    # ---- migrations -------------------------------------------------------------------------------
+    def _adapt_ddl(self, stmt: str) -> str:
+        return adapt_ddl(stmt)
+
+    async def migrate(self) -> list[str]:
+        """Dockyard's migrations, then the checkpointer's, under one advisory lock so that API
+        replicas and workers starting together apply each migration once."""
+        async with self._advisory_lock(MIGRATION_LOCK):
+            applied = await super().migrate()
+            try:
+                await self.checkpointer.setup()
+            except psycopg.Error as exc:
+                raise _translate(exc) from exc
+        return applied
+
+    @asynccontextmanager
+    async def _advisory_lock(self, key: int, poll: float = 0.05) -> AsyncIterator[None]:
+        # Polled with pg_try_advisory_lock rather than blocking in pg_advisory_lock: a waiter
+        # blocked inside a statement holds a snapshot, and the checkpointer's
+        # CREATE INDEX CONCURRENTLY waits for every older snapshot — a deadlock.
+        async with self._connection() as conn:
+            while True:
+                cur = await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (key,))
+                row = await cur.fetchone()
+                if row and row["ok"]:
+                    break
+                await asyncio.sleep(poll)
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    # ---- checkpoints (over langgraph's tables) ------------------------------------------------
+    async def delete_checkpoints(
+        self, thread_id: str, *, run_id: str | None = None, keep_latest: bool = False
+    ) -> None:
+        where = "thread_id = ?"
+        params: list[Any] = [thread_id]
+        if run_id is not None:
+            where += " AND metadata ->> 'run_id' = ?"
+            params.append(run_id)
+        if keep_latest:
+            where += (
+                " AND checkpoint_id NOT IN (SELECT MAX(checkpoint_id) FROM checkpoints"
+                " WHERE thread_id = ? AND checkpoint_ns = '')"
+            )
+            params.append(thread_id)
+        async with self.transaction() as tx:
+            # The deleted checkpoints' pending writes go with them.
+            await self._execute(
+                tx,
+                f"WITH gone AS (DELETE FROM checkpoints WHERE {where} RETURNING checkpoint_id)"
+                " DELETE FROM checkpoint_writes WHERE thread_id = ?"
+                " AND checkpoint_id IN (SELECT checkpoint_id FROM gone)",
+                [*params, thread_id],
+            )
+            # Channel values are stored once per (channel, version) and shared by checkpoints:
+            # drop the blobs that no remaining checkpoint of the thread refers to.
+            await self._execute(
+                tx,
+                "DELETE FROM checkpoint_blobs b WHERE b.thread_id = ? AND NOT EXISTS ("
+                " SELECT 1 FROM checkpoints c"
+                " CROSS JOIN LATERAL jsonb_each_text(c.checkpoint -> 'channel_versions') v"
+                " WHERE c.thread_id = b.thread_id AND c.checkpoint_ns = b.checkpoint_ns"
+                " AND v.key = b.channel AND v.value = b.version)",
+                (thread_id,),
+            )
+
+    async def copy_checkpoints(self, src_thread: str, dst_thread: str) -> None:
+        async with self.transaction() as tx:
+            await self._execute(
+                tx,
+                "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id,"
+                " parent_checkpoint_id, type, checkpoint, metadata)"
+                " SELECT ?, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type,"
+                " checkpoint, metadata FROM checkpoints WHERE thread_id = ?",
+                (dst_thread, src_thread),
+            )
+            await self._execute(
+                tx,
+                "INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)"
+                " SELECT ?, checkpoint_ns, channel, version, type, blob FROM checkpoint_blobs"
+                " WHERE thread_id = ?",
+                (dst_thread, src_thread),
+            )
+            await self._execute(
+                tx,
+                "INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id,"
+                " task_path, idx, channel, type, blob) SELECT ?, checkpoint_ns, checkpoint_id,"
+                " task_id, task_path, idx, channel, type, blob FROM checkpoint_writes"
+                " WHERE thread_id = ?",
+                (dst_thread, src_thread),
+            )

@@ -1,0 +1,395 @@
+"""Redis event bus for the production topology: API replicas and workers in separate processes.
+
+Events: one Redis Stream per run, ``{prefix}:run:{run_id}:events``. Event ids are the stream
+ids, so ``Last-Event-ID`` resumption works from any API process: a subscriber XREADs after the
+id it was given (from ``0-0`` when none). ``close()`` appends a terminal marker entry, sets a
+small ``…:closed`` key (what ``is_closed`` reads) and a TTL on both, so finished runs' buffers
+expire. Streams are also capped (``MAXLEN ~``) and carry an idle TTL refreshed on every
+publish, so a run abandoned by a dead worker does not keep its buffer forever.
+
+Control: one pub/sub channel per run, ``{prefix}:control:{run_id}``, subscribed only by the
+process executing the run, so the receiver count PUBLISH returns tells ``send_control``
+whether an executor got the message. Each process keeps one pub/sub connection, rebuilt after
+a connection loss, and one reader task that calls the handlers.
+
+Resilience: a command failing on the connection (Redis restarting) is retried with backoff for
+``retry_seconds``, then raises :class:`~dockyard.errors.EventBusUnavailable`. Subscribers
+reconnect and resume after the last id they yielded, so they lose and repeat nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from dockyard.errors import EventBusUnavailable
+from dockyard.streams.base import ControlHandler, Event, EventBus
+
+log = logging.getLogger("dockyard.streams")
+
+T = TypeVar("T")
+
+DEFAULT_PREFIX = "dockyard"
+CLOSED_TTL_SECONDS = 600  # a finished run's events stay joinable this long
+IDLE_TTL_SECONDS = 24 * 3600  # a stream nobody publishes to (its worker died) expires
+MAX_EVENTS = 20_000  # MAXLEN ~ per run, like the in-process buffer
+BLOCK_MS = 1_000  # XREAD BLOCK: bounded, so a subscriber's connection is never held for long
+READ_COUNT = 500
+RETRY_SECONDS = 30.0  # covers a Redis restart; longer outages surface as EventBusUnavailable
+MISSING_GRACE_SECONDS = 60.0  # a stream that vanished under a subscriber (expired) ends it
+CONTROL_READY_SECONDS = 2.0  # how long a run's first publish waits for its control channel
+RETRY_FIRST_DELAY = 0.05
+RETRY_MAX_DELAY = 2.0
+
+# Failures worth retrying: the connection, not the command.
+_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+# Field names of a stream entry: the event name and its data; the terminal marker has only
+# CLOSED_FIELD, so it can never be taken for an event.
+_EVENT_FIELD, _DATA_FIELD, _CLOSED_FIELD = b"e", b"d", b"closed"
+_STREAM_ID = re.compile(r"\d+(-\d+)?")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _entries(reply: Any) -> list[tuple[Any, dict[bytes, bytes]]]:
+    """The entries of an XREAD reply for one stream (RESP2: a list, RESP3: a dict)."""
+    if not reply:
+        return []
+    streams = reply.values() if isinstance(reply, dict) else (item[1] for item in reply)
+    out: list[tuple[Any, dict[bytes, bytes]]] = []
+    for entries in streams:
+        # RESP3 nests the entries of a stream one level deeper.
+        if entries and isinstance(entries[0], list) and entries[0] and isinstance(entries[0][0], list):
+            entries = entries[0]
+        out.extend((entry[0], entry[1]) for entry in entries)
+    return out
+
+
+class RedisBus(EventBus):
+    """The ``EventBus`` over Redis Streams (events) and pub/sub (control messages)."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        closed_ttl: int = CLOSED_TTL_SECONDS,
+        idle_ttl: int = IDLE_TTL_SECONDS,
+        max_events: int = MAX_EVENTS,
+        block_ms: int = BLOCK_MS,
+        retry_seconds: float = RETRY_SECONDS,
+        missing_grace: float = MISSING_GRACE_SECONDS,
+    ) -> None:
+        self._client = client
+        self.prefix = prefix
+        self.closed_ttl = closed_ttl
+        self.idle_ttl = idle_ttl
+        self.max_events = max_events
+        self.block_ms = block_ms
+        self.retry_seconds = retry_seconds
+        self.missing_grace = missing_grace
+        self._control_prefix = f"{prefix}:control:"
+        # Control: handlers of the runs executing in this process, the runs whose channel is
+        # subscribed on the current pub/sub connection, and those Redis has confirmed.
+        self._controls: dict[str, ControlHandler] = {}
+        self._subscribed: set[str] = set()
+        self._confirmed: set[str] = set()
+        self._ready: dict[str, asyncio.Future[None]] = {}
+        self._dirty = asyncio.Event()
+        self._control_task: asyncio.Task[None] | None = None
+        self._handler_tasks: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def from_url(cls, url: str, *, client_name: str = "dockyard", **options: Any) -> RedisBus:
+        """A bus on ``redis://…`` / ``rediss://…``; ``options`` go to the constructor.
+
+        ``client_name`` names the connections in ``CLIENT LIST``.
+        """
+        client = Redis.from_url(
+            url,
+            client_name=client_name,
+            socket_connect_timeout=5,
+            # Above BLOCK_MS, so a blocked XREAD is not mistaken for a dead connection.
+            socket_timeout=10,
+            # Idle connections (the pub/sub one above all) are pinged, so a silently dropped
+            # connection is noticed and rebuilt.
+            health_check_interval=30,
+            # No retries inside redis-py: this class retries, with its own bounded window.
+            retry=Retry(NoBackoff(), 0),
+        )
+        return cls(client, **options)
+
+    @property
+    def where(self) -> str:
+        """host:port/db of the server, for messages (never the password)."""
+        kw = self._client.connection_pool.connection_kwargs
+        return f"{kw.get('host', kw.get('path', '?'))}:{kw.get('port', '')}/{kw.get('db', 0)}"
+
+    def events_key(self, run_id: str) -> str:
+        return f"{self.prefix}:run:{run_id}:events"
+
+    def closed_key(self, run_id: str) -> str:
+        return f"{self.prefix}:run:{run_id}:closed"
+
+    def control_channel(self, run_id: str) -> str:
+        return self._control_prefix + run_id
+
+    # ---- connection lifecycle -----------------------------------------------------------
+    async def open(self) -> None:
+        await self._retrying("ping", "-", self._client.ping)
+
+    async def ping(self) -> bool:
+        """Health check (``/ok?check_db=1``): one PING, no retries; raises when Redis is down."""
+        return bool(await self._client.ping())
+
+    async def aclose(self) -> None:
+        tasks = [t for t in (self._control_task, *self._handler_tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._control_task = None
+        self._handler_tasks.clear()
+        await self._client.aclose()
+
+    async def _retrying(self, op: str, run_id: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, retried with backoff while the connection fails, for ``retry_seconds``.
+
+        A retried write whose first attempt reached Redis before the connection broke may be
+        applied twice; within a run's stream that shows as a repeated event, which is the
+        price of not losing one.
+        """
+        deadline = time.monotonic() + self.retry_seconds
+        delay = RETRY_FIRST_DELAY
+        while True:
+            try:
+                return await call()
+            except _CONNECTION_ERRORS as exc:
+                if time.monotonic() + delay > deadline:
+                    log.error("event_bus_unavailable op=%s run_id=%s redis=%s error=%s",
+                              op, run_id, self.where, exc)
+                    raise EventBusUnavailable(
+                        f"Redis at {self.where} unreachable for {self.retry_seconds:g}s ({op}): {exc}",
+                        op=op,
+                    ) from exc
+                log.warning("event_bus_retry op=%s run_id=%s delay=%.2f error=%s", op, run_id, delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+
+    # ---- events -------------------------------------------------------------------------
+    async def publish(self, run_id: str, event: str, data: bytes) -> str:
+        ready = self._ready.get(run_id)
+        if ready is not None and not ready.done():
+            await self._await_control_ready(run_id, ready)
+        key = self.events_key(run_id)
+
+        async def add() -> list[Any]:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.xadd(key, {_EVENT_FIELD: event, _DATA_FIELD: data},
+                          maxlen=self.max_events, approximate=True)
+                pipe.expire(key, self.idle_ttl)
+                return await pipe.execute()
+
+        reply = await self._retrying("publish", run_id, add)
+        return _text(reply[0])
+
+    async def close(self, run_id: str) -> None:
+        key = self.events_key(run_id)
+
+        async def mark_closed() -> None:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.xadd(key, {_CLOSED_FIELD: b"1"}, maxlen=self.max_events, approximate=True)
+                pipe.expire(key, self.closed_ttl)
+                pipe.set(self.closed_key(run_id), b"1", ex=self.closed_ttl)
+                await pipe.execute()
+
+        await self._retrying("close", run_id, mark_closed)
+
+    async def is_closed(self, run_id: str) -> bool:
+        return bool(await self._retrying("is_closed", run_id,
+                                         lambda: self._client.exists(self.closed_key(run_id))))
+
+    async def subscribe(
+        self, run_id: str, *, last_event_id: str | None = None
+    ) -> AsyncIterator[Event]:
+        key = self.events_key(run_id)
+        # Anything that is not a stream id (e.g. an in-process id from before a migration) means
+        # "from the start", as the in-process bus does with ids it cannot read.
+        after = last_event_id if last_event_id and _STREAM_ID.fullmatch(last_event_id) else "0-0"
+        seen = False  # read an entry here: a stream that then disappears has expired
+        missing_since: float | None = None
+        failing_since: float | None = None
+        delay = RETRY_FIRST_DELAY
+        while True:
+            try:
+                reply = await self._client.xread({key: after}, count=READ_COUNT, block=self.block_ms)
+                if not reply and seen:
+                    if await self._client.exists(key):
+                        missing_since = None
+                    elif missing_since is None:
+                        missing_since = time.monotonic()
+                    elif time.monotonic() - missing_since > self.missing_grace:
+                        log.warning("event_stream_vanished run_id=%s after=%s", run_id, after)
+                        return
+            except _CONNECTION_ERRORS as exc:
+                # Redis restarting: reconnect and resume after the last id yielded.
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since > self.retry_seconds:
+                    raise EventBusUnavailable(
+                        f"Redis at {self.where} unreachable for {self.retry_seconds:g}s (subscribe): {exc}",
+                        op="subscribe",
+                    ) from exc
+                log.warning("event_bus_retry op=subscribe run_id=%s delay=%.2f error=%s",
+                            run_id, delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+                continue
+            failing_since, delay = None, RETRY_FIRST_DELAY
+            for entry_id, fields in _entries(reply):
+                if _CLOSED_FIELD in fields:
+                    return
+                after = _text(entry_id)
+                seen = True
+                yield Event(after, _text(fields[_EVENT_FIELD]), fields[_DATA_FIELD])
+
+    # ---- control ------------------------------------------------------------------------
+    async def send_control(self, run_id: str, action: str) -> bool:
+        channel = self.control_channel(run_id)
+        receivers = await self._retrying("send_control", run_id,
+                                         lambda: self._client.publish(channel, action))
+        return int(receivers) > 0
+
+    def register_control(self, run_id: str, handler: ControlHandler) -> None:
+        loop = asyncio.get_running_loop()
+        self._controls[run_id] = handler
+        ready = loop.create_future()
+        if run_id in self._confirmed:
+            ready.set_result(None)
+        self._ready[run_id] = ready
+        self._controls_changed(loop)
+
+    def unregister_control(self, run_id: str) -> None:
+        self._controls.pop(run_id, None)
+        ready = self._ready.pop(run_id, None)
+        if ready is not None and not ready.done():
+            ready.set_result(None)  # a publish waiting on it goes ahead
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing to unsubscribe from
+            self._controls_changed(asyncio.get_running_loop())
+
+    def _controls_changed(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._dirty.set()
+        if self._control_task is None or self._control_task.done():
+            self._control_task = loop.create_task(self._control_loop(), name="dockyard-bus-control")
+
+    async def _await_control_ready(self, run_id: str, ready: asyncio.Future[None]) -> None:
+        """Let a run's control channel be live before its first event is visible.
+
+        A client that sees the run's events can then cancel it at once. Bounded: a slow or
+        absent Redis delays the run at most CONTROL_READY_SECONDS here.
+        """
+        try:
+            await asyncio.wait_for(asyncio.shield(ready), CONTROL_READY_SECONDS)
+        except TimeoutError:
+            log.warning("event_bus_control_not_ready run_id=%s", run_id)
+            if not ready.done():
+                ready.set_result(None)  # don't wait again on every publish
+
+    async def _control_loop(self) -> None:
+        """Keep the pub/sub connection subscribed to the channels of ``_controls``."""
+        delay = RETRY_FIRST_DELAY
+        while True:
+            pubsub = self._client.pubsub()
+            self._subscribed, self._confirmed = set(), set()
+            reader: asyncio.Task[None] | None = None
+            try:
+                while True:
+                    self._dirty.clear()
+                    await self._reconcile(pubsub)
+                    if reader is None and pubsub.connection is not None:
+                        reader = asyncio.create_task(self._read_controls(pubsub),
+                                                     name="dockyard-bus-control-reader")
+                    delay = RETRY_FIRST_DELAY
+                    changed = asyncio.create_task(self._dirty.wait())
+                    try:
+                        await asyncio.wait([t for t in (changed, reader) if t is not None],
+                                           return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        changed.cancel()
+                    if reader is not None and reader.done():
+                        reader.result()  # re-raise what ended it
+                        raise RedisConnectionError("control reader stopped")
+            except _CONNECTION_ERRORS as exc:
+                log.warning("event_bus_control_reconnect delay=%.2f error=%s", delay, exc)
+            except Exception:
+                log.exception("event_bus_control_failed delay=%.2f", delay)
+            finally:
+                if reader is not None:
+                    reader.cancel()
+                    await asyncio.gather(reader, return_exceptions=True)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_DELAY)
+
+    async def _reconcile(self, pubsub: PubSub) -> None:
+        wanted = set(self._controls)
+        add, drop = wanted - self._subscribed, self._subscribed - wanted
+        if add:
+            await pubsub.subscribe(*(self.control_channel(r) for r in add))
+            self._subscribed |= add
+        if drop:
+            await pubsub.unsubscribe(*(self.control_channel(r) for r in drop))
+            self._subscribed -= drop
+
+    async def _read_controls(self, pubsub: PubSub) -> None:
+        while True:
+            msg = await pubsub.get_message(timeout=1.0)
+            if msg is None:
+                continue
+            kind, channel = msg["type"], _text(msg["channel"])
+            if not channel.startswith(self._control_prefix):
+                continue
+            run_id = channel[len(self._control_prefix):]
+            if kind == "subscribe":
+                self._confirmed.add(run_id)
+                ready = self._ready.get(run_id)
+                if ready is not None and not ready.done():
+                    ready.set_result(None)
+            elif kind == "unsubscribe":
+                self._confirmed.discard(run_id)
+            elif kind == "message":
+                self._dispatch(run_id, _text(msg["data"]))
+
+    def _dispatch(self, run_id: str, action: str) -> None:
+        handler = self._controls.get(run_id)
+        if handler is None:
+            return  # the run ended here just now
+        try:
+            result = handler(action)
+        except Exception:
+            log.exception("control_handler_failed run_id=%s action=%s", run_id, action)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self._handler_tasks.add(task)
+            task.add_done_callback(self._handler_done)
+
+    def _handler_done(self, task: asyncio.Task[Any]) -> None:
+        self._handler_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("control_handler_failed error=%s", task.exception())
