@@ -7,14 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from tests.conftest import postgres_databases
-from tests.e2e.conftest import PROJECT, free_port
+from tests.e2e.conftest import PROJECT, free_port, http_ok, wait_until_up
 from tests.redis_support import require_redis
 
 DOCKYARD = Path(sys.executable).parent / "dockyard"
@@ -36,22 +33,11 @@ class Proc:
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited early:\n{self.log.read_text()}")
-            if self.url is None:
-                if "Concurrency:" in self.log.read_text():
-                    return
-            else:
-                try:
-                    if httpx.get(f"{self.url}/ok", timeout=1).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready:\n{self.log.read_text()}")
+        assert self.proc is not None
+        url = self.url
+        wait_until_up(self.proc, self.log, timeout,
+                      (lambda: http_ok(url)) if url is not None
+                      else (lambda: "Concurrency:" in self.log.read_text()))
 
     def send(self, sig: int) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -84,16 +70,16 @@ class Topology:
                "DOCKYARD_LOG_LEVEL": "info", **extra_env}
         return cls(tmp=tmp, env=env)
 
-    def add_api(self) -> Proc:
+    def add_api(self, project: Path = PROJECT) -> Proc:
         port = free_port()
-        p = Proc(f"api{len(self.apis)}", [str(DOCKYARD), "serve", str(PROJECT), "--port", str(port)],
+        p = Proc(f"api{len(self.apis)}", [str(DOCKYARD), "serve", str(project), "--port", str(port)],
                  self.env, self.tmp / f"api{len(self.apis)}.log", url=f"http://127.0.0.1:{port}")
         self.apis.append(p.start())
         return p
 
-    def add_worker(self, concurrency: int = 4) -> Proc:
+    def add_worker(self, concurrency: int = 4, project: Path = PROJECT) -> Proc:
         p = Proc(f"worker{len(self.workers)}",
-                 [str(DOCKYARD), "worker", str(PROJECT), "--concurrency", str(concurrency)],
+                 [str(DOCKYARD), "worker", str(project), "--concurrency", str(concurrency)],
                  self.env, self.tmp / f"worker{len(self.workers)}.log")
         self.workers.append(p.start())
         return p

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def http_ok(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/ok", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_until_up(
+    proc: subprocess.Popen[bytes], log: Path, timeout: float, ready: Callable[[], bool]
+) -> None:
+    """Poll ``ready`` until it holds; fail with the process's log if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited early:\n{log.read_text()}")
+        if ready():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.args!r} not ready after {timeout}s:\n{log.read_text()}")
+
+
 @dataclass
 class Server:
     url: str
@@ -41,17 +62,7 @@ class Server:
         assert self.log_path is not None
         with self.log_path.open("ab") as log:
             self.proc = self._spawn(log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"dockyard exited early:\n{self.log_path.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/ok", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"dockyard did not start:\n{self.log_path.read_text()}")
+        wait_until_up(self.proc, self.log_path, timeout, lambda: http_ok(self.url))
 
     def _spawn(self, log: Any) -> subprocess.Popen[bytes]:
         return subprocess.Popen(

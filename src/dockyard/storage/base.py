@@ -132,8 +132,20 @@ class Storage(abc.ABC):
     ) -> None:
         """Delete a thread's checkpoints (all, only a run's, or all but the latest)."""
 
-    @abc.abstractmethod
-    async def copy_checkpoints(self, src_thread: str, dst_thread: str) -> None: ...
+    #: The checkpointer's tables keyed by ``thread_id``, with their other columns: what
+    #: ``copy_checkpoints`` duplicates under a new thread id.
+    checkpoint_tables: tuple[tuple[str, str], ...] = ()
+
+    async def copy_checkpoints(self, src_thread: str, dst_thread: str) -> None:
+        """Duplicate a thread's checkpoints (and their writes/blobs) under ``dst_thread``."""
+        async with self.transaction() as tx:
+            for table, columns in self.checkpoint_tables:
+                await self._execute(
+                    tx,
+                    f"INSERT INTO {table} (thread_id, {columns})"
+                    f" SELECT ?, {columns} FROM {table} WHERE thread_id = ?",
+                    (dst_thread, src_thread),
+                )
 
     async def notify_runs(self) -> None:  # noqa: B027 - optional hook
         """Wake workers in other processes: runs are waiting (PostgreSQL: NOTIFY).

@@ -137,6 +137,11 @@ def _translate(exc: psycopg.Error) -> DockyardError:
 
 class PostgresStorage(Storage):
     dialect = "postgres"
+    checkpoint_tables = (
+        ("checkpoints", "checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata"),
+        ("checkpoint_blobs", "checkpoint_ns, channel, version, type, blob"),
+        ("checkpoint_writes", "checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob"),
+    )
     checkpointer: PooledPostgresSaver
     row_lock = " FOR UPDATE"
     claim_lock = " FOR UPDATE SKIP LOCKED"
@@ -385,30 +390,4 @@ class PostgresStorage(Storage):
                 " WHERE c.thread_id = b.thread_id AND c.checkpoint_ns = b.checkpoint_ns"
                 " AND v.key = b.channel AND v.value = b.version)",
                 (thread_id,),
-            )
-
-    async def copy_checkpoints(self, src_thread: str, dst_thread: str) -> None:
-        async with self.transaction() as tx:
-            await self._execute(
-                tx,
-                "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id,"
-                " parent_checkpoint_id, type, checkpoint, metadata)"
-                " SELECT ?, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type,"
-                " checkpoint, metadata FROM checkpoints WHERE thread_id = ?",
-                (dst_thread, src_thread),
-            )
-            await self._execute(
-                tx,
-                "INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)"
-                " SELECT ?, checkpoint_ns, channel, version, type, blob FROM checkpoint_blobs"
-                " WHERE thread_id = ?",
-                (dst_thread, src_thread),
-            )
-            await self._execute(
-                tx,
-                "INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id,"
-                " task_path, idx, channel, type, blob) SELECT ?, checkpoint_ns, checkpoint_id,"
-                " task_id, task_path, idx, channel, type, blob FROM checkpoint_writes"
-                " WHERE thread_id = ?",
-                (dst_thread, src_thread),
             )

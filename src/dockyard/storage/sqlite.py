@@ -37,6 +37,10 @@ def _translate(exc: sqlite3.Error) -> DockyardError:
 
 class SqliteStorage(Storage):
     dialect = "sqlite"
+    checkpoint_tables = (
+        ("checkpoints", "checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata"),
+        ("writes", "checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value"),
+    )
     checkpointer: LoopSqliteSaver
 
     def __init__(self, path: Path | str) -> None:
@@ -182,21 +186,3 @@ class SqliteStorage(Storage):
                     tx, "DELETE FROM writes WHERE thread_id = ? AND checkpoint_id = ?",
                     (thread_id, cid),
                 )
-
-    async def copy_checkpoints(self, src_thread: str, dst_thread: str) -> None:
-        async with self.transaction() as tx:
-            await self._execute(
-                tx,
-                "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id,"
-                " parent_checkpoint_id, type, checkpoint, metadata)"
-                " SELECT ?, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type,"
-                " checkpoint, metadata FROM checkpoints WHERE thread_id = ?",
-                (dst_thread, src_thread),
-            )
-            await self._execute(
-                tx,
-                "INSERT INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx,"
-                " channel, type, value) SELECT ?, checkpoint_ns, checkpoint_id, task_id, task_path, idx,"
-                " channel, type, value FROM writes WHERE thread_id = ?",
-                (dst_thread, src_thread),
-            )
