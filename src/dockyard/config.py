@@ -25,7 +25,7 @@ Environment variables (an empty value counts as unset):
 | `DOCKYARD_METRICS_PORT` | none: off | `dockyard worker` serves `/metrics` and `/ok` on this port |
 | `DOCKYARD_CONFIG` | none: look in the project dir | `dockyard.toml` or `langgraph.json` |
 | `DOCKYARD_REDIS_URL` | none: in-process bus | `redis://…`: events and cancellation across processes |
-| `DOCKYARD_LEASE_SECONDS` | `30` | A claimed run's lease; a worker silent this long is presumed dead |
+| `DOCKYARD_LEASE_SECONDS` | `8` | Lease of a claimed run (renewed every lease/4); then presumed dead |
 | `DOCKYARD_MAX_ATTEMPTS` | `3` | Claims of a run whose worker died before it is failed |
 | `DOCKYARD_SHUTDOWN_GRACE_SECONDS` | `30` | On SIGTERM, time for active runs to finish before release |
 | `DOCKYARD_MAX_QUEUE_DEPTH` | `100000` | Pending runs above which new runs get 429 (0: unbounded) |
@@ -164,7 +164,7 @@ class Settings:
     config: Path | None = None
     # repr=False for the same reason as database_url.
     redis_url: str | None = field(default=None, repr=False)
-    lease_seconds: float = 30.0
+    lease_seconds: float = 8.0
     max_attempts: int = 3
     shutdown_grace_seconds: float = 30.0
     max_queue_depth: int = 100_000

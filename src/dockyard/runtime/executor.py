@@ -56,6 +56,10 @@ class ExecutionDeps:
         self.assistants = Assistants(self.storage)
 
 
+class TransientRunError(Exception):
+    """The run stopped on a transient infrastructure error; it should be retried, not failed."""
+
+
 class RunCancelled(Exception):
     def __init__(self, action: str) -> None:
         super().__init__(action)
@@ -155,6 +159,7 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
 
     bus.register_control(run_id, on_control)
     status, error = "success", None
+    retry_later = False
     final_values: Any = None
     graph: Any = None
     try:
@@ -190,6 +195,11 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
             # `wait`/`join` of a cancelled run answer with the thread's values, as they stand.
             final_values = await _latest_values(graph, thread_id)
         except Exception as exc:
+            if deps.storage.is_transient(exc):
+                # The database blinked (restart, failover): not the graph's fault. Keep the
+                # stream open and let the pool hand the run back to the queue.
+                retry_later = True
+                raise TransientRunError(str(exc)) from exc
             status = "error"
             error = {
                 "error": type(exc).__name__,
@@ -213,7 +223,7 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
         return status
     finally:
         bus.unregister_control(run_id)
-        if not (task is not None and task.cancelling() and not cancel_action):
+        if not retry_later and not (task is not None and task.cancelling() and not cancel_action):
             # Internal event (never sent to clients): what `wait`/`join` return, even when a
             # stateless run's thread is already deleted.
             try:

@@ -17,7 +17,7 @@ import logging
 import uuid
 from datetime import UTC, datetime
 
-from dockyard.runtime.executor import ExecutionDeps, execute_run
+from dockyard.runtime.executor import ExecutionDeps, TransientRunError, execute_run
 
 log = logging.getLogger("dockyard.worker")
 
@@ -28,7 +28,7 @@ class WorkerPool:
         deps: ExecutionDeps,
         *,
         concurrency: int = 16,
-        lease_seconds: float = 30.0,
+        lease_seconds: float = 8.0,
         poll_seconds: float = 1.0,
         embedded: bool = True,
         max_attempts: int = 3,
@@ -50,6 +50,7 @@ class WorkerPool:
         self._loop_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._sweeper_task: asyncio.Task[None] | None = None
+        self._releases: set[asyncio.Task[None]] = set()
         self._stopping = False
 
     @property
@@ -90,7 +91,7 @@ class WorkerPool:
 
     async def _lease_sweeper(self) -> None:
         while True:
-            await asyncio.sleep(max(0.2, self.lease_seconds / 3))
+            await asyncio.sleep(max(0.2, self.lease_seconds / 4))
             try:
                 await self.sweep_leases()
             except Exception:
@@ -124,6 +125,8 @@ class WorkerPool:
                 log.exception("release_failed")
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
+        for release in list(self._releases):
+            release.cancel()
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
@@ -170,6 +173,12 @@ class WorkerPool:
             return status
         except asyncio.CancelledError:
             return "abandoned"
+        except TransientRunError as exc:
+            log.warning("run_paused_transient run_id=%s error=%s", run_id, exc)
+            task = asyncio.create_task(self._release_when_possible(run_id))
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
+            return "abandoned"
         except Exception:
             log.exception("run_crashed run_id=%s", run_id)
             await self.deps.queue.finish(run_id, "error", {"error": "InternalError",
@@ -184,9 +193,30 @@ class WorkerPool:
             # A finished run may unblock the next run queued on the same thread.
             self._wake.set()
 
+    async def _release_when_possible(self, run_id: str, give_up_after: float = 120.0) -> None:
+        """Hand a run back to the queue once the database answers again.
+
+        If it never does within ``give_up_after``, the run's lease (no longer renewed) expires
+        and another worker's sweep re-queues it.
+        """
+        delay, waited = 0.25, 0.0
+        while waited < give_up_after:
+            try:
+                await self.deps.queue.release(self.worker_id, [run_id])
+                log.info("run_released_after_transient_error run_id=%s", run_id)
+                self._wake.set()
+                return
+            except Exception as exc:
+                if not self.deps.storage.is_transient(exc):
+                    log.exception("release_failed run_id=%s", run_id)
+                    return
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 5.0)
+
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+            await asyncio.sleep(self.lease_seconds / 4)
             try:
                 await self.deps.queue.renew(list(self._active), self.lease_seconds)
                 if self.deps.metrics is not None:

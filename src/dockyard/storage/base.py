@@ -147,6 +147,24 @@ class Storage(abc.ABC):
                     (dst_thread, src_thread),
                 )
 
+    def is_transient(self, exc: BaseException) -> bool:
+        """Whether ``exc`` (or what caused it) is the database being briefly unreachable.
+
+        A run that hits such an error is handed back to the queue and resumed from its last
+        checkpoint once the database answers again, instead of failing.
+        """
+        seen = 0
+        cur: BaseException | None = exc
+        while cur is not None and seen < 8:
+            if self._transient_driver_error(cur):
+                return True
+            cur = cur.__cause__ or cur.__context__
+            seen += 1
+        return False
+
+    def _transient_driver_error(self, exc: BaseException) -> bool:
+        return False
+
     async def notify_runs(self) -> None:  # noqa: B027 - optional hook
         """Wake workers in other processes: runs are waiting (PostgreSQL: NOTIFY).
 

@@ -30,7 +30,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.errors import UniqueViolation
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.string import TextLoader
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from dockyard.errors import ConfigError, Conflict, DockyardError, StorageError
 from dockyard.storage.base import Storage
@@ -357,6 +357,13 @@ class PostgresStorage(Storage):
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
     # ---- checkpoints (over langgraph's tables) ------------------------------------------------
+    def _transient_driver_error(self, exc: BaseException) -> bool:
+        # Lost connections, a restarting server, admin shutdown, pool timeouts: retry later.
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | PoolTimeout):
+            return True
+        sqlstate = getattr(exc, "sqlstate", None)
+        return isinstance(sqlstate, str) and sqlstate[:2] in ("08", "57")
+
     async def delete_checkpoints(
         self, thread_id: str, *, run_id: str | None = None, keep_latest: bool = False
     ) -> None:

@@ -162,6 +162,10 @@ class SqliteStorage(Storage):
     def _json_param(self) -> str:
         return "json(?)"
 
+    def _transient_driver_error(self, exc: BaseException) -> bool:
+        # Another process holding the write lock past busy_timeout (e.g. `dockyard migrate`).
+        return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
     async def delete_checkpoints(
         self, thread_id: str, *, run_id: str | None = None, keep_latest: bool = False
     ) -> None:

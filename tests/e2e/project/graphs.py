@@ -189,3 +189,30 @@ _crash_slow.add_edge("s1", "s2")
 _crash_slow.add_edge("s2", "s3")
 _crash_slow.add_edge("s3", END)
 crashable_slow = _crash_slow.compile()
+
+# `ledger`: three short nodes that record "<run_id> <node>" when they finish, for the
+# PostgreSQL-restart chaos test (which runs many of them at once).
+def _ledger_node(name: str) -> Any:
+    async def node(state: Steps) -> dict[str, Any]:
+        from langgraph.config import get_config
+
+        await asyncio.sleep(0.15)
+        log = os.environ.get("DOCKYARD_E2E_LOG")
+        if log:
+            run_id = get_config()["configurable"].get("run_id")
+            with Path(log).open("a") as f:
+                f.write(f"{run_id} {name}\n")
+        return {"steps": [name]}
+
+    node.__name__ = name
+    return node
+
+
+_ledger = StateGraph(Steps)
+for _n in ("l1", "l2", "l3"):
+    _ledger.add_node(_n, _ledger_node(_n))
+_ledger.add_edge(START, "l1")
+_ledger.add_edge("l1", "l2")
+_ledger.add_edge("l2", "l3")
+_ledger.add_edge("l3", END)
+ledger = _ledger.compile()
