@@ -132,6 +132,27 @@ class Storage(abc.ABC):
     ) -> None:
         """Delete a thread's checkpoints (all, only a run's, or all but the latest)."""
 
+    #: SQL for the ``run_id`` in a checkpoint row's metadata (each saver stores it its own way).
+    checkpoint_run_id_sql = "NULL"
+
+    def checkpoint_filter(
+        self, thread_id: str, *, run_id: str | None, keep_latest: bool
+    ) -> tuple[str, list[Any]]:
+        """WHERE clause over the checkpoints table: a thread's checkpoints, optionally only
+        those a run wrote, or all but the latest root checkpoint."""
+        where = "thread_id = ?"
+        params: list[Any] = [thread_id]
+        if run_id is not None:
+            where += f" AND {self.checkpoint_run_id_sql} = ?"
+            params.append(run_id)
+        if keep_latest:
+            where += (
+                " AND checkpoint_id NOT IN (SELECT MAX(checkpoint_id) FROM checkpoints"
+                " WHERE thread_id = ? AND checkpoint_ns = '')"
+            )
+            params.append(thread_id)
+        return where, params
+
     #: The checkpointer's tables keyed by ``thread_id``, with their other columns: what
     #: ``copy_checkpoints`` duplicates under a new thread id.
     checkpoint_tables: tuple[tuple[str, str], ...] = ()

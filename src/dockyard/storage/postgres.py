@@ -137,6 +137,7 @@ def _translate(exc: psycopg.Error) -> DockyardError:
 
 class PostgresStorage(Storage):
     dialect = "postgres"
+    checkpoint_run_id_sql = "metadata ->> 'run_id'"
     checkpoint_tables = (
         ("checkpoints", "checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata"),
         ("checkpoint_blobs", "checkpoint_ns, channel, version, type, blob"),
@@ -367,17 +368,7 @@ class PostgresStorage(Storage):
     async def delete_checkpoints(
         self, thread_id: str, *, run_id: str | None = None, keep_latest: bool = False
     ) -> None:
-        where = "thread_id = ?"
-        params: list[Any] = [thread_id]
-        if run_id is not None:
-            where += " AND metadata ->> 'run_id' = ?"
-            params.append(run_id)
-        if keep_latest:
-            where += (
-                " AND checkpoint_id NOT IN (SELECT MAX(checkpoint_id) FROM checkpoints"
-                " WHERE thread_id = ? AND checkpoint_ns = '')"
-            )
-            params.append(thread_id)
+        where, params = self.checkpoint_filter(thread_id, run_id=run_id, keep_latest=keep_latest)
         async with self.transaction() as tx:
             # The deleted checkpoints' pending writes go with them.
             await self._execute(

@@ -37,6 +37,7 @@ def _translate(exc: sqlite3.Error) -> DockyardError:
 
 class SqliteStorage(Storage):
     dialect = "sqlite"
+    checkpoint_run_id_sql = "json_extract(CAST(metadata AS TEXT), '$.run_id')"
     checkpoint_tables = (
         ("checkpoints", "checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata"),
         ("writes", "checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value"),
@@ -169,18 +170,8 @@ class SqliteStorage(Storage):
     async def delete_checkpoints(
         self, thread_id: str, *, run_id: str | None = None, keep_latest: bool = False
     ) -> None:
+        where, params = self.checkpoint_filter(thread_id, run_id=run_id, keep_latest=keep_latest)
         async with self.transaction() as tx:
-            where = "thread_id = ?"
-            params: list[Any] = [thread_id]
-            if run_id is not None:
-                where += " AND json_extract(CAST(metadata AS TEXT), '$.run_id') = ?"
-                params.append(run_id)
-            if keep_latest:
-                where += (
-                    " AND checkpoint_id NOT IN (SELECT MAX(checkpoint_id) FROM checkpoints"
-                    " WHERE thread_id = ? AND checkpoint_ns = '')"
-                )
-                params.append(thread_id)
             ids = [r["checkpoint_id"] for r in await self._fetch(
                 tx, f"SELECT checkpoint_id FROM checkpoints WHERE {where}", params
             )]
