@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dockyard import __version__
 from dockyard.config import Settings, find_config_file, load_project
-from dockyard.errors import DockyardError
+from dockyard.errors import ConfigError, DockyardError
 from dockyard.logs import configure_logging, logging_config
 
 
@@ -76,6 +76,7 @@ def _serve(args: argparse.Namespace, *, dev: bool) -> int:
         # on SQLite it is the all-in-one server (a SQLite file has one owner process).
         role = args.role or ("api" if settings.is_production else "all")
     os.environ["DOCKYARD_ROLE"] = role
+    _check_port_free(settings.host, settings.port)
     url = f"http://{settings.host}:{settings.port}"
     reload = dev and not args.no_reload
     print(
@@ -105,6 +106,23 @@ def _serve(args: argparse.Namespace, *, dev: bool) -> int:
         timeout_keep_alive=75,
     )
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail early, naming the setting, rather than with uvicorn's bare 'Address already in use'."""
+    import socket
+
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); another process uses the "
+                "port: pass --port or set DOCKYARD_PORT", key="DOCKYARD_PORT",
+            ) from None
 
 
 def _worker(args: argparse.Namespace) -> int:
