@@ -10,6 +10,8 @@ from starlette.responses import StreamingResponse
 
 from dockyard.streams.base import Event
 
+_DISCONNECT_TASKS: set[asyncio.Future[None]] = set()
+
 
 def encode(ev: Event) -> bytes:
     return b"event: " + ev.event.encode() + b"\ndata: " + ev.data + b"\nid: " + ev.id.encode() + b"\n\n"
@@ -60,8 +62,14 @@ def sse_response(
             finished = True
         finally:
             if not finished and on_disconnect is not None:
-                # The client went away mid-stream (on_disconnect=cancel).
-                await asyncio.shield(on_disconnect())
+                # The client went away mid-stream (on_disconnect=cancel). This task is being
+                # cancelled, so the cancel runs as a task of its own; the loop keeps only weak
+                # references to tasks, so hold a strong one until it is done.
+                task = asyncio.ensure_future(on_disconnect())
+                _DISCONNECT_TASKS.add(task)
+                task.add_done_callback(_DISCONNECT_TASKS.discard)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(task)
 
     return StreamingResponse(
         body(),

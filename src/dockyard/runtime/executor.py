@@ -151,11 +151,19 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
     task = asyncio.current_task()
     cancel_action: list[str] = []
 
+    handled: list[bool] = []
+
     def on_control(action: str) -> None:
         if not cancel_action:
             cancel_action.append(action)
-            if task is not None:
-                task.cancel()
+            _cancel_until_handled()
+
+    def _cancel_until_handled() -> None:
+        # Code inside a graph (a node, a library) may catch CancelledError and carry on; keep
+        # cancelling until the executor's own handler has taken it.
+        if task is not None and not task.done() and not handled:
+            task.cancel()
+            asyncio.get_running_loop().call_later(0.2, _cancel_until_handled)
 
     bus.register_control(run_id, on_control)
     status, error = "success", None
@@ -163,11 +171,13 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
     final_values: Any = None
     graph: Any = None
     try:
-        await bus.publish(
-            run_id, "metadata", json_dumps({"run_id": run_id, "attempt": run["attempts"]})
-        )
-        await deps.threads.update(run["tenant_id"], thread_id, status="busy")
         try:
+            # Inside the try: a cancel can land on any await from here on, these included,
+            # and must end as a cancelled run, not escape as a shutdown.
+            await bus.publish(
+                run_id, "metadata", json_dumps({"run_id": run_id, "attempt": run["attempts"]})
+            )
+            await deps.threads.update(run["tenant_id"], thread_id, status="busy")
             graph, config, context = await thread_graph_config(deps, run)
             await _stream(deps, run, graph, config, context)
             state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
@@ -189,7 +199,8 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
         except asyncio.CancelledError:
             if not cancel_action:
                 raise  # shutdown: leave the run claimed; it is re-queued at next start
-            if task is not None:
+            handled.append(True)
+            while task is not None and task.cancelling():
                 task.uncancel()  # the cancel was ours and is handled: later awaits run normally
             status = await _on_cancel(deps, run, cancel_action[0])
             # `wait`/`join` of a cancelled run answer with the thread's values, as they stand.
