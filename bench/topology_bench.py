@@ -151,14 +151,9 @@ def checkpoint_bytes(url: str) -> dict[str, int]:
 
 async def migrate(url: str) -> None:
     """Dockyard's migrations, applied once before the processes start."""
-    from dockyard.storage import create_storage
+    from dockyard.storage import migrate_database
 
-    storage = create_storage(url, default_path=Path("unused"))
-    await storage.open()
-    try:
-        await storage.migrate()
-    finally:
-        await storage.close()
+    await migrate_database(url, default_path=Path("unused"))
 
 
 # --- processes ---------------------------------------------------------------------------------

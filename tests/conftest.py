@@ -26,7 +26,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from dockyard.storage import Storage, create_storage
+from dockyard.storage import Storage, create_storage, migrate_database
 
 TEST_DATABASE = os.environ.get("DOCKYARD_TEST_DATABASE", "sqlite").strip().lower() or "sqlite"
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -121,12 +121,7 @@ def _run_async(coro: Coroutine[Any, Any, None]) -> None:
 
 
 async def _migrate(url: str) -> None:
-    storage = create_storage(url, default_path=Path("unused"))
-    await storage.open()
-    try:
-        await storage.migrate()
-    finally:
-        await storage.close()
+    await migrate_database(url, default_path=Path("unused"))
 
 
 _postgres: PostgresDatabases | None = None

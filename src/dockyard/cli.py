@@ -174,22 +174,14 @@ def _ops_url(server: asyncio.Server | None) -> str | None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from dockyard.storage import create_storage
+    from dockyard.storage import migrate_database
 
     _export(args)
     settings = Settings.from_env()
     project = load_project(settings.config or ".")
-
-    async def go() -> list[str]:
-        storage = create_storage(settings.database_url,
-                                 default_path=settings.sqlite_path(project.root))
-        await storage.open()
-        try:
-            return await storage.migrate()
-        finally:
-            await storage.close()
-
-    applied = asyncio.run(go())
+    applied = asyncio.run(
+        migrate_database(settings.database_url, default_path=settings.sqlite_path(project.root))
+    )
     print(f"applied migrations: {', '.join(applied)}" if applied else "database is up to date")
     return 0
 

@@ -29,4 +29,15 @@ def create_storage(url: str | None, *, default_path: Path) -> Storage:
     )
 
 
-__all__ = ["Storage", "create_storage"]
+async def migrate_database(url: str | None, *, default_path: Path) -> list[str]:
+    """Open the database at ``url``, apply pending migrations, close it; returns the versions
+    applied (what ``dockyard migrate`` does, and what test and benchmark set-ups reuse)."""
+    storage = create_storage(url, default_path=default_path)
+    await storage.open()
+    try:
+        return await storage.migrate()
+    finally:
+        await storage.close()
+
+
+__all__ = ["Storage", "create_storage", "migrate_database"]
