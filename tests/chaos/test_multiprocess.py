@@ -10,7 +10,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 from langgraph_sdk import get_sync_client
 
 from tests.chaos.topology import Topology
+from tests.e2e.conftest import node_counts
 
 pytestmark = pytest.mark.e2e
 
@@ -118,9 +118,8 @@ def test_sigkill_worker_mid_run_another_worker_finishes(topology: Topology, tmp_
     finally:
         client.close()
     lines = log.read_text().splitlines()
-    done_before = {ln.split()[1] for ln in lines_at_kill if ln.startswith("end")}
-    starts = Counter(ln.split()[1] for ln in lines if ln.startswith("start"))
-    ends = Counter(ln.split()[1] for ln in lines if ln.startswith("end"))
+    done_before = set(node_counts(lines_at_kill)[1])
+    starts, ends = node_counts(lines)
     assert {"c1", "c2"} <= done_before
     for node in done_before:
         assert starts[node] == 1, f"{node} finished before the kill but ran again"
@@ -153,8 +152,7 @@ def test_sigterm_worker_releases_its_run_to_another(topology: Topology, tmp_path
     finally:
         client.close()
     lines = log.read_text().splitlines()
-    starts = Counter(ln.split()[1] for ln in lines if ln.startswith("start"))
-    ends = Counter(ln.split()[1] for ln in lines if ln.startswith("end"))
+    starts, ends = node_counts(lines)
     assert all(ends[n] == 1 for n in ("s1", "s2", "s3")), ends
     # Only the node cut off by the shutdown ran again; finished nodes ran once.
     assert {n: c for n, c in starts.items() if c > 1} == {interrupted: 2}

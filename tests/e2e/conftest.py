@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def node_counts(lines: list[str]) -> tuple[Counter[str], Counter[str]]:
+    """How often each node started and ended, from the "start X" / "end X" lines that the
+    `crashable` graphs (tests/e2e/project/graphs.py) write to DOCKYARD_E2E_LOG."""
+    starts: Counter[str] = Counter()
+    ends: Counter[str] = Counter()
+    for line in lines:
+        kind, _, node = line.partition(" ")
+        if kind == "start":
+            starts[node] += 1
+        elif kind == "end":
+            ends[node] += 1
+    return starts, ends
 
 
 def http_ok(url: str) -> bool:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import signal
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 from langgraph_sdk import get_sync_client
 
-from tests.e2e.conftest import make_server
+from tests.e2e.conftest import make_server, node_counts
 
 pytestmark = pytest.mark.e2e
 
@@ -51,11 +50,8 @@ def test_sigkill_mid_run_resumes_without_rerunning_finished_nodes(tmp_path: Path
     finally:
         srv.stop(signal.SIGKILL)
 
-    starts = Counter(line.split()[1] for line in log.read_text().splitlines()
-                     if line.startswith("start"))
-    ends = Counter(line.split()[1] for line in log.read_text().splitlines()
-                   if line.startswith("end"))
-    finished_before_kill = {ln.split()[1] for ln in lines_at_kill if ln.startswith("end")}
+    starts, ends = node_counts(log.read_text().splitlines())
+    finished_before_kill = set(node_counts(lines_at_kill)[1])
     assert {"c1", "c2"} <= finished_before_kill
     for node in finished_before_kill:
         assert starts[node] == 1, f"{node} finished before the crash but ran again"
