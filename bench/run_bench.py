@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import importlib.util
 import json
-import math
 import os
 import platform
 import statistics
@@ -48,6 +47,7 @@ from servers import (
     reference_server,
     rss_bytes,
 )
+from stats import percentile
 
 T = TypeVar("T")
 TARGETS = ("inproc", "dockyard", "reference")
@@ -169,13 +169,6 @@ class ServerDriver:
 
 
 # --- measuring -----------------------------------------------------------------------------------
-
-
-def percentile(samples: list[float], pct: float) -> float:
-    """Nearest-rank percentile; fine for the few hundred samples a bench run takes."""
-    ordered = sorted(samples)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def summarize_ms(samples_s: list[float]) -> dict[str, float]:

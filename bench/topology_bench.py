@@ -64,6 +64,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 from servers import BENCH_DIR, QUIET_ENV, REPO_DIR, RESULTS_DIR, VENV_BIN, ServerError, ServerProcess
+from stats import percentile
 
 PROJECT = BENCH_DIR / "topology"
 GRAPH3_FILE = BENCH_DIR / "graph3" / "graph.py"
@@ -251,11 +252,6 @@ def worker_id_of(proc: ServerProcess) -> str | None:
 
 # --- measuring ---------------------------------------------------------------------------------
 
-
-def percentile(samples: list[float], pct: float) -> float:
-    ordered = sorted(samples)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def summarize_ms(samples_s: list[float]) -> dict[str, float]:
