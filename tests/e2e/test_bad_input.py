@@ -152,7 +152,9 @@ def test_unknown_ids_are_404(http: httpx.Client, thread_id: str) -> None:
     detail(http.post(f"/threads/{MISSING}/runs", json={"assistant_id": "three_steps"}), 404)
     detail(http.post("/runs/wait", json={"assistant_id": MISSING}), 404)
     detail(http.post(f"/threads/{thread_id}/runs", json={"assistant_id": "no_such_graph"}), 404)
-    detail(http.get("/store/items", params={"namespace": "nowhere", "key": "nothing"}), 404)
+    # A missing store item is not an error: 200 null (what langgraph-sdk's get_item expects).
+    missing = http.get("/store/items", params={"namespace": "nowhere", "key": "nothing"})
+    assert missing.status_code == 200 and missing.json() is None
     detail(http.get(f"/threads/{thread_id}/state/{MISSING}"), 404)
 
 

@@ -361,8 +361,7 @@ async def test_store_items(client: Any) -> None:
     assert shallow["namespaces"] == [ns]
 
     await client.store.delete_item(ns, "a")
-    with pytest.raises(NotFoundError):
-        await client.store.get_item(ns, "a")
+    assert await client.store.get_item(ns, "a") is None
 
 
 async def test_graph_store_is_the_api_store(client: Any) -> None:

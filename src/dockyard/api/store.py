@@ -23,7 +23,7 @@ async def put_item(body: StorePut, app: Dockyard = Depends(app_of)) -> Response:
 async def get_item(
     key: str, namespace: str = Query(""), refresh_ttl: bool | None = None,
     app: Dockyard = Depends(app_of),
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     ns = [p for p in namespace.split(".")] if namespace else []
     return await app.store_api.get(ns, key, refresh_ttl=refresh_ttl)
 

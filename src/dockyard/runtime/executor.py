@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from langchain_core._api import LangChainBetaWarning
 from langgraph.types import Command, Send
 
 from dockyard.errors import DockyardError
 from dockyard.runtime.loader import GraphRegistry
+from dockyard.runtime.protocol import ProtocolPublisher
 from dockyard.runtime.streaming import (
     MessageAccumulator,
     event_name,
@@ -170,6 +173,13 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
     retry_later = False
     final_values: Any = None
     graph: Any = None
+    # Runs started through the thread protocol (POST /threads/{id}/commands) stream protocol
+    # events on the thread's channel instead of the run's SSE modes.
+    proto = (
+        ProtocolPublisher(bus, thread_id, run_id, run.get("graph_id") or run["assistant_id"])
+        if run["kwargs"].get("protocol") == "v3" else None
+    )
+    pending: list[tuple[list[str], Any]] = []
     try:
         try:
             # Inside the try: a cancel can land on any await from here on, these included,
@@ -179,9 +189,14 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
             )
             await deps.threads.update(run["tenant_id"], thread_id, status="busy")
             graph, config, context = await thread_graph_config(deps, run)
-            await _stream(deps, run, graph, config, context)
+            if proto is not None:
+                await proto.started()
+                await _stream_protocol(deps, run, graph, config, context, proto)
+            else:
+                await _stream(deps, run, graph, config, context)
             state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
             interrupted = bool(state.next) or bool(state.interrupts)
+            pending = _pending_interrupts(state)
             final_values = to_jsonable(state.values)
             if state.interrupts:
                 final_values = (
@@ -231,6 +246,11 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
         if status != "rolled_back":
             await deps.queue.finish(run_id, status, error)
         await _after(deps, run, status, final_values, error)
+        if proto is not None:
+            await proto.finished(
+                "cancelled" if cancel_action else status, interrupts=pending,
+                error=error["message"] if error else None,
+            )
         return status
     finally:
         bus.unregister_control(run_id)
@@ -293,6 +313,62 @@ async def _stream(
     if acc is not None:
         for ns, name, data in acc.flush():
             await publish(run_id, event_name(name, ns), json_dumps(data))
+
+
+async def _stream_protocol(
+    deps: ExecutionDeps, run: dict[str, Any], graph: Any, config: dict[str, Any],
+    context: dict[str, Any], proto: ProtocolPublisher,
+) -> None:
+    """Run the graph with LangGraph's v3 event stream and publish it on the thread's channel."""
+    kwargs = run["kwargs"]
+    graph_input = await _input_for(deps, run, graph)
+    if graph_input is RESUME:
+        graph_input = None
+        config = {**config, "configurable": {
+            k: v for k, v in config["configurable"].items() if k != "checkpoint_id"
+        }}
+    options: dict[str, Any] = {
+        "interrupt_before": kwargs.get("interrupt_before"),
+        "interrupt_after": kwargs.get("interrupt_after"),
+        "durability": kwargs.get("durability") or "sync",
+    }
+    if context:
+        options["context"] = context
+    compiled = set(getattr(graph, "stream_transformers", None) or ())
+    extra = [t for t in protocol_transformers() if t not in compiled]
+    with warnings.catch_warnings():
+        # LangGraph marks its v3 stream experimental; the protocol is what clients speak.
+        warnings.simplefilter("ignore", LangChainBetaWarning)
+        events = await graph.astream_events(
+            graph_input, config, version="v3", transformers=extra, **options
+        )
+    async for event in events:
+        await proto.feed(event)
+
+
+def protocol_transformers() -> list[Any]:
+    """The LangGraph stream transformers behind the protocol's channels."""
+    from langgraph.prebuilt import ToolCallTransformer
+    from langgraph.stream.transformers import (
+        CheckpointsTransformer,
+        CustomTransformer,
+        TasksTransformer,
+        UpdatesTransformer,
+    )
+
+    return [UpdatesTransformer, CustomTransformer, TasksTransformer, CheckpointsTransformer,
+            ToolCallTransformer]
+
+
+def _pending_interrupts(state: Any) -> list[tuple[list[str], Any]]:
+    """(namespace, Interrupt) for every interrupt the thread waits on."""
+    out: list[tuple[list[str], Any]] = []
+    for task in state.tasks:
+        ns: list[str] = [] if not task.state else [f"{task.name}:{task.id}"]
+        out.extend((ns, intr) for intr in task.interrupts)
+    if not out:
+        out.extend(([], intr) for intr in state.interrupts)
+    return out
 
 
 async def _drive(

@@ -20,6 +20,7 @@ from dockyard.runtime.tracing import run_tracer, tracer_provider_from_env
 from dockyard.runtime.webhooks import WebhookSender
 from dockyard.runtime.worker import WorkerPool
 from dockyard.services.assistants import AssistantService
+from dockyard.services.protocol import ThreadProtocol
 from dockyard.services.runs import RunService
 from dockyard.services.store import StoreService
 from dockyard.services.threads import ThreadService
@@ -135,6 +136,7 @@ class Dockyard:
             max_queue_depth=settings.max_queue_depth,
         )
         self.store_api = StoreService(self.store)
+        self.protocol = ThreadProtocol(self.runs, self.threads)
         self._sweeper: asyncio.Task[None] | None = None
         self._thread_sweeper: asyncio.Task[None] | None = None
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from dockyard.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from dockyard.runtime.executor import RESULT_EVENT, ExecutionDeps
+from dockyard.runtime.protocol import ProtocolPublisher
 from dockyard.runtime.streaming import normalize_modes
 from dockyard.runtime.webhooks import check_webhook_url
 from dockyard.serde import json_dumps, json_loads
@@ -48,9 +49,14 @@ class RunService:
 
     # ---- create ------------------------------------------------------------------------
     async def create(
-        self, tenant: str, thread_id: str | None, payload: dict[str, Any]
+        self, tenant: str, thread_id: str | None, payload: dict[str, Any], *,
+        extra_kwargs: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Validate and enqueue a run. ``thread_id`` None makes a stateless run."""
+        """Validate and enqueue a run. ``thread_id`` None makes a stateless run.
+
+        ``extra_kwargs`` are internal execution options (the thread protocol's), stored with
+        the run's kwargs.
+        """
         if self.max_queue_depth and await self.queue.count_pending() >= self.max_queue_depth:
             raise TooManyRequests(
                 f"The run queue is full ({self.max_queue_depth} pending runs, "
@@ -147,6 +153,7 @@ class RunService:
             "on_disconnect": on_disconnect or "continue",
             "on_completion": on_completion or "delete",
             "feedback_keys": payload.get("feedback_keys"),
+            **(extra_kwargs or {}),
         }
         record: dict[str, Any] = {
             "run_id": new_id(),
@@ -228,6 +235,10 @@ class RunService:
             await self.queue.set_status(tenant, [run_id], "interrupted")
         if action == "rollback":
             await self.queue.delete(tenant, run_id)
+        if row["kwargs"].get("protocol") == "v3":
+            # Its executor never ran: the thread's protocol subscribers learn it ended here.
+            await ProtocolPublisher(self.bus, row["thread_id"], run_id,
+                                    row.get("graph_id") or row["assistant_id"]).finished("cancelled")
         await self.bus.publish(run_id, RESULT_EVENT, json_dumps({"status": "interrupted",
                                                                  "values": None}))
         await self.bus.publish(run_id, "end", b"null")

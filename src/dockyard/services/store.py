@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dockyard.errors import InvalidInput, NotFound
+from dockyard.errors import InvalidInput
 from dockyard.storage.kvstore import DockyardStore
 
 
@@ -50,12 +50,14 @@ class StoreService:
             raise InvalidInput("ttl must be a positive number of minutes")
         await self.store.aput(ns, key, value, ttl=ttl)
 
-    async def get(self, namespace: Any, key: str, refresh_ttl: bool | None = None) -> dict[str, Any]:
+    async def get(
+        self, namespace: Any, key: str, refresh_ttl: bool | None = None
+    ) -> dict[str, Any] | None:
+        """The item, or None: a missing item answers 200 ``null``, as the reference server
+        does and as ``langgraph-sdk``'s ``store.get_item`` expects (it returns None)."""
         ns = _check_namespace(namespace)
         item = await self.store.aget(ns, key, refresh_ttl=refresh_ttl)
-        if item is None:
-            raise NotFound(f"Item {key!r} not found in namespace {list(ns)}")
-        return _item(item)
+        return _item(item) if item is not None else None
 
     async def delete(self, namespace: Any, key: str) -> None:
         await self.store.adelete(_check_namespace(namespace), key)

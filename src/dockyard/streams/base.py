@@ -49,6 +49,18 @@ class EventBus(abc.ABC):
     @abc.abstractmethod
     def unregister_control(self, run_id: str) -> None: ...
 
+    @abc.abstractmethod
+    async def last_id(self, run_id: str) -> str | None:
+        """The id of the newest event of a channel, None when it has none."""
+
+    def seq(self, event_id: str) -> int:
+        """An event id as an integer that grows with the ids (the thread protocol's ``seq``)."""
+        return int(event_id)
+
+    def event_id_at(self, seq: int) -> str:
+        """The inverse of ``seq``: subscribing after this id yields the events after ``seq``."""
+        return str(seq)
+
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Check the connection at start-up (Redis), so a bad URL fails fast; nothing in-process."""
 

@@ -207,6 +207,21 @@ class RedisBus(EventBus):
         reply = await self._retrying("publish", run_id, add)
         return _text(reply[0])
 
+    async def last_id(self, run_id: str) -> str | None:
+        reply = await self._retrying(
+            "last_id", run_id, lambda: self._client.xrevrange(self.events_key(run_id), count=1)
+        )
+        return _text(reply[0][0]) if reply and reply[0][0] is not None else None
+
+    def seq(self, event_id: str) -> int:
+        # Stream ids are <ms>-<n>: ms * 1000 + n keeps their order (a channel gets far fewer
+        # than 1,000 events in one millisecond) and stays below 2**53 for JavaScript clients.
+        ms, _, n = event_id.partition("-")
+        return int(ms) * 1000 + min(int(n or 0), 999)
+
+    def event_id_at(self, seq: int) -> str:
+        return f"{seq // 1000}-{seq % 1000}"
+
     async def close(self, run_id: str) -> None:
         key = self.events_key(run_id)
 

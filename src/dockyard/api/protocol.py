@@ -1,0 +1,151 @@
+"""Thread-centric streaming routes (``langgraph-sdk`` ``client.threads.stream``).
+
+* ``POST /threads/{thread_id}/commands`` — one protocol command, JSON in and out. Protocol
+  errors (unknown interrupt, bad parameters…) are answered 200 with an error envelope, as
+  the protocol defines; a body that is not a command envelope at all is a 400.
+* ``POST /threads/{thread_id}/stream/events`` — SSE: the thread's events matching the body's
+  ``channels``/``namespaces``/``depth``, replayed after ``since`` (a ``seq``), then live.
+* ``WebSocket /threads/{thread_id}/stream/events`` — the same events and commands on one
+  socket: ``subscription.subscribe``/``unsubscribe`` manage filters; other commands are
+  answered in-band.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import Response, StreamingResponse
+
+from dockyard.api.deps import app_of, tenant_of
+from dockyard.api.sse import sse_response
+from dockyard.errors import DockyardError, InvalidInput
+from dockyard.services.core import Dockyard
+from dockyard.services.ids import new_id
+from dockyard.services.protocol import EventFilter, ProtocolError, error, success
+
+log = logging.getLogger("dockyard.api.protocol")
+router = APIRouter(tags=["thread streaming"])
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+async def _body(request: Request) -> Any:
+    try:
+        return orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc
+
+
+def _since(body: dict[str, Any]) -> int | None:
+    since = body.get("since")
+    if since is None:
+        return None
+    if not isinstance(since, int) or isinstance(since, bool) or since < 0:
+        raise InvalidInput("since must be a non-negative integer (a seq)")
+    return since
+
+
+@router.post("/threads/{thread_id}/commands", response_model=None)
+async def thread_command(
+    thread_id: str, request: Request, app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
+) -> Response:
+    cmd = await _body(request)
+    if not isinstance(cmd, dict) or not isinstance(cmd.get("id"), int) \
+            or not isinstance(cmd.get("method"), str):
+        return _json(error(cmd.get("id") if isinstance(cmd, dict) else None, "invalid_argument",
+                           "a command is an object with an integer id and a string method"),
+                     400)
+    return _json(await app.protocol.command(tenant, thread_id, cmd))
+
+
+@router.post("/threads/{thread_id}/stream/events", response_model=None)
+async def thread_events(
+    thread_id: str, request: Request, app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
+) -> StreamingResponse:
+    body = await _body(request)
+    try:
+        flt = EventFilter.parse(body)
+    except ProtocolError as exc:
+        raise InvalidInput(exc.message) from exc
+    events = await app.protocol.open_events(tenant, thread_id, flt, since=_since(body))
+    return sse_response(events, heartbeat=app.settings.heartbeat_seconds)
+
+
+@router.websocket("/threads/{thread_id}/stream/events")
+async def thread_socket(websocket: WebSocket, thread_id: str) -> None:
+    app: Dockyard = websocket.app.state.dockyard
+    tenant = await tenant_of(websocket)  # type: ignore[arg-type]
+    await websocket.accept()
+    subscriptions: dict[str, asyncio.Task[None]] = {}
+    send_lock = asyncio.Lock()
+
+    async def send(data: bytes | str) -> None:
+        async with send_lock:
+            await websocket.send_text(data.decode() if isinstance(data, bytes) else data)
+
+    async def pump(flt: EventFilter, since: int | None) -> None:
+        try:
+            events = await app.protocol.open_events(tenant, thread_id, flt, since=since)
+            async for ev in events:
+                await send(ev.data)
+        except asyncio.CancelledError:
+            raise
+        except DockyardError as exc:
+            await send(orjson.dumps(error(None, "invalid_argument", exc.message)))
+            await websocket.close(code=4000 + exc.status)
+        except Exception:
+            log.exception("thread_socket_stream_failed thread_id=%s", thread_id)
+            with contextlib.suppress(Exception):
+                await websocket.close(code=1011)
+
+    try:
+        while True:
+            raw = await websocket.receive_text()
+            try:
+                cmd = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                await send(orjson.dumps(error(None, "invalid_argument", "frame is not valid JSON")))
+                continue
+            if not isinstance(cmd, dict) or not isinstance(cmd.get("id"), int) \
+                    or not isinstance(cmd.get("method"), str):
+                await send(orjson.dumps(error(
+                    cmd.get("id") if isinstance(cmd, dict) else None, "invalid_argument",
+                    "a command is an object with an integer id and a string method")))
+                continue
+            method, params = cmd["method"], cmd.get("params") or {}
+            if method == "subscription.subscribe":
+                try:
+                    flt = EventFilter.parse(params)
+                    since = _since(params)
+                except (ProtocolError, InvalidInput) as exc:
+                    await send(orjson.dumps(error(cmd["id"], "invalid_argument", str(exc))))
+                    continue
+                sub_id = new_id()
+                await send(orjson.dumps(success(cmd["id"], {"subscription_id": sub_id,
+                                                            "replayed_events": 0})))
+                subscriptions[sub_id] = asyncio.create_task(pump(flt, since))
+            elif method == "subscription.unsubscribe":
+                task = subscriptions.pop(str(params.get("subscription_id")), None)
+                if task is None:
+                    await send(orjson.dumps(error(cmd["id"], "no_such_subscription",
+                                                  f"unknown subscription {params.get('subscription_id')!r}")))
+                    continue
+                task.cancel()
+                await send(orjson.dumps(success(cmd["id"], {})))
+            else:
+                await send(orjson.dumps(await app.protocol.command(tenant, thread_id, cmd)))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        for task in subscriptions.values():
+            task.cancel()
+        await asyncio.gather(*subscriptions.values(), return_exceptions=True)
