@@ -131,6 +131,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_queue_depth": lambda n, r: _parse_int(n, r, 0),
     "tenant_max_running": lambda n, r: _parse_int(n, r, 0),
     "assistant_max_running": lambda n, r: _parse_int(n, r, 0),
+    "cron_poll_seconds": _parse_float,
 }
 
 
@@ -170,6 +171,9 @@ class Settings:
     max_queue_depth: int = 100_000
     tenant_max_running: int = 0
     assistant_max_running: int = 0
+    # Longest sleep of the cron scheduler between looks at the crons table; it also wakes at
+    # the earliest due tick and when a cron is created or changed.
+    cron_poll_seconds: float = 10.0
 
     @staticmethod
     def env_var(field_name: str) -> str:

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dockyard.api import assistants, ops, protocol, runs, store, threads
+from dockyard.api import assistants, crons, ops, protocol, runs, store, threads
 from dockyard.config import ProjectConfig, Settings
 from dockyard.errors import DockyardError
 from dockyard.services.core import Dockyard
@@ -154,6 +154,8 @@ def create_app(
     for name, module in (("assistants", assistants), ("threads", threads), ("runs", runs),
                          ("store", store)):
         if not http.get(f"disable_{name}"):
+            if name == "runs":  # crons are runs on a schedule: served with the run routes
+                app.include_router(crons.router)
             app.include_router(module.router)
     if not http.get("disable_threads") and not http.get("disable_runs"):
         app.include_router(protocol.router)  # thread streaming: commands, events, WebSocket

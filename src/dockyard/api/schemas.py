@@ -6,6 +6,7 @@ refused with a clear message by ``reject_unsupported`` (never silently ignored).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -272,3 +273,89 @@ class StoreNamespaces(Body):
     max_depth: int | None = Field(None, ge=1)
     limit: Limit = 100
     offset: Offset = 0
+
+
+# ---- crons ----------------------------------------------------------------------------------
+CronField = Literal["cron_id", "assistant_id", "thread_id", "end_time", "schedule", "timezone",
+                    "created_at", "updated_at", "user_id", "payload", "next_run_date",
+                    "metadata", "now", "on_run_completed", "enabled"]
+# The run fields a cron stores and passes to each run (services/crons.py RUN_FIELDS).
+_CRON_RUN_FIELDS = ("input", "config", "context", "interrupt_before", "interrupt_after",
+                    "webhook", "multitask_strategy", "stream_mode", "stream_subgraphs",
+                    "stream_resumable", "durability")
+
+
+class CronCreate(Body):
+    assistant_id: str
+    schedule: str
+    input: Any = None
+    metadata: dict[str, Any] | None = None
+    config: RunnableConfig | None = None
+    context: dict[str, Any] | None = None
+    checkpoint_during: bool | None = None
+    interrupt_before: str | list[str] | None = None
+    interrupt_after: str | list[str] | None = None
+    webhook: str | None = None
+    multitask_strategy: Literal["reject", "interrupt", "rollback", "enqueue"] | None = None
+    on_run_completed: Literal["delete", "keep"] | None = None
+    end_time: datetime | None = None
+    enabled: bool | None = None
+    timezone: str | None = None
+    stream_mode: StreamModeT | None = None
+    stream_subgraphs: bool | None = None
+    stream_resumable: bool | None = None
+    durability: Literal["sync", "async", "exit"] | None = None
+
+    def run_payload(self) -> dict[str, Any]:
+        """The run fields each tick's run is created with (``checkpoint_during`` is the
+        deprecated spelling of ``durability``, mapped as for runs)."""
+        data = self.model_dump(include={"assistant_id", *_CRON_RUN_FIELDS}, exclude_none=True)
+        if self.checkpoint_during is not None and "durability" not in data:
+            data["durability"] = "async" if self.checkpoint_during else "exit"
+        return data
+
+
+class CronPatch(Body):
+    """Fields left out are unchanged; a run field, ``metadata``, ``timezone`` or ``end_time``
+    sent as null is reset (``end_time``: no end)."""
+
+    schedule: str | None = None
+    end_time: datetime | None = None
+    input: Any = None
+    metadata: dict[str, Any] | None = None
+    config: RunnableConfig | None = None
+    context: dict[str, Any] | None = None
+    webhook: str | None = None
+    interrupt_before: str | list[str] | None = None
+    interrupt_after: str | list[str] | None = None
+    multitask_strategy: Literal["reject", "interrupt", "rollback", "enqueue"] | None = None
+    on_run_completed: Literal["delete", "keep"] | None = None
+    enabled: bool | None = None
+    timezone: str | None = None
+    stream_mode: StreamModeT | None = None
+    stream_subgraphs: bool | None = None
+    stream_resumable: bool | None = None
+    durability: Literal["sync", "async", "exit"] | None = None
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+class CronSearch(Body):
+    assistant_id: str | None = None
+    thread_id: str | None = None
+    enabled: bool | None = None
+    metadata: dict[str, Any] | None = None
+    limit: Limit = 10
+    offset: Offset = 0
+    sort_by: Literal["cron_id", "assistant_id", "thread_id", "created_at", "updated_at",
+                     "next_run_date", "end_time"] | None = None
+    sort_order: Literal["asc", "desc"] | None = None
+    select: list[CronField] | None = None
+
+
+class CronCount(Body):
+    assistant_id: str | None = None
+    thread_id: str | None = None
+    enabled: bool | None = None
+    metadata: dict[str, Any] | None = None

@@ -20,6 +20,8 @@ from dockyard.runtime.tracing import run_tracer, tracer_provider_from_env
 from dockyard.runtime.webhooks import WebhookSender
 from dockyard.runtime.worker import WorkerPool
 from dockyard.services.assistants import AssistantService
+from dockyard.services.cron_scheduler import CronScheduler
+from dockyard.services.crons import CronService
 from dockyard.services.protocol import ThreadProtocol
 from dockyard.services.runs import RunService
 from dockyard.services.store import StoreService
@@ -137,6 +139,11 @@ class Dockyard:
         )
         self.store_api = StoreService(self.store)
         self.protocol = ThreadProtocol(self.runs, self.threads)
+        self.crons = CronService(self.storage, self.runs, self.notify_crons)
+        self.scheduler = CronScheduler(
+            self.crons, poll_seconds=settings.cron_poll_seconds,
+            embedded=self.storage.dialect == "sqlite",
+        )
         self._sweeper: asyncio.Task[None] | None = None
         self._thread_sweeper: asyncio.Task[None] | None = None
 
@@ -153,6 +160,20 @@ class Dockyard:
             self._notify_tasks.add(task)
             task.add_done_callback(self._notify_tasks.discard)
 
+    def notify_crons(self) -> None:
+        """A cron was created or changed: wake this process's scheduler and, across processes,
+        the others (the run notification wakes both the worker pools and the schedulers)."""
+        if self.runs_workers:
+            self.scheduler.notify()
+        if self.storage.dialect != "sqlite":
+            task = asyncio.create_task(self.storage.notify_runs())
+            self._notify_tasks.add(task)
+            task.add_done_callback(self._notify_tasks.discard)
+
+    def _on_notification(self) -> None:
+        self.pool.notify()
+        self.scheduler.notify()
+
     @property
     def data_dir(self) -> Path:
         return self.settings.data_path(self.project.root)
@@ -166,8 +187,9 @@ class Dockyard:
         self.store.bind_loop(asyncio.get_running_loop())
         await self.assistants.ensure_defaults(DEFAULT_TENANT)
         if self.runs_workers:
-            await self.storage.listen_runs(self.pool.notify)
+            await self.storage.listen_runs(self._on_notification)
             await self.pool.start()
+            await self.scheduler.start()
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="dockyard-store-sweeper")
         ttl = self.project.checkpointer_ttl or {}
         if ttl.get("default_ttl"):
@@ -184,6 +206,7 @@ class Dockyard:
             if task is not None:
                 task.cancel()
         if self.runs_workers:
+            await self.scheduler.stop()
             await self.pool.stop(grace_seconds=self.settings.shutdown_grace_seconds)
         await self.webhooks.aclose()
         await self.bus.aclose()
@@ -234,7 +257,7 @@ class Dockyard:
         return {
             "version": __version__,
             "langgraph_py_version": _version("langgraph"),
-            "flags": {"assistants": True, "crons": False, "langsmith": False},
+            "flags": {"assistants": True, "crons": True, "langsmith": False},
             "host": {"kind": "dockyard", "project_id": None, "revision_id": None},
             "graphs": self.registry.graph_ids,
             "database": self.storage.dialect,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from dockyard.errors import Conflict, InvalidInput, NotFound, TooManyRequests
@@ -22,7 +23,16 @@ MULTITASK = ("reject", "interrupt", "rollback", "enqueue")
 TERMINAL = ("success", "error", "timeout", "interrupted")
 CANCEL_ACTIONS = ("interrupt", "rollback")
 
-__all__ = ["RunService", "public_run"]
+__all__ = ["PreparedRun", "RunService", "public_run"]
+
+
+@dataclass
+class PreparedRun:
+    """A validated run not yet written: its ``runs`` row, and the metadata of the thread to
+    create with it (stateless runs) or None."""
+
+    record: dict[str, Any]
+    new_thread: dict[str, Any] | None
 
 
 class RunService:
@@ -57,19 +67,21 @@ class RunService:
         ``extra_kwargs`` are internal execution options (the thread protocol's), stored with
         the run's kwargs.
         """
-        if self.max_queue_depth and await self.queue.count_pending() >= self.max_queue_depth:
-            raise TooManyRequests(
-                f"The run queue is full ({self.max_queue_depth} pending runs, "
-                "DOCKYARD_MAX_QUEUE_DEPTH); retry later",
-                code="queue_full", retry_after=5,
-            )
-        assistant = await self.assistants.resolve(tenant, payload["assistant_id"])
+        prepared = await self.prepare(tenant, thread_id, payload, extra_kwargs=extra_kwargs)
+        async with self.deps.storage.transaction() as tx:
+            run = await self.write(tx, tenant, prepared)
+        self.notify()
+        return public_run(run)
+
+    def check(self, payload: dict[str, Any], *, stateless: bool) -> None:
+        """Validate a run payload without touching storage (crons check theirs at creation,
+        long before a tick turns them into runs)."""
         strategy = payload.get("multitask_strategy") or "enqueue"
         if strategy not in MULTITASK:
             raise InvalidInput(f"multitask_strategy must be one of {list(MULTITASK)}")
         if payload.get("input") is not None and payload.get("command") is not None:
             raise InvalidInput("Send either 'input' or 'command', not both")
-        modes = normalize_modes(payload.get("stream_mode"))
+        normalize_modes(payload.get("stream_mode"))
         after = payload.get("after_seconds")
         if after is not None and (not isinstance(after, int | float) or after < 0):
             raise InvalidInput("after_seconds must be a non-negative number")
@@ -78,7 +90,7 @@ class RunService:
             raise InvalidInput("durability must be 'sync', 'async' or 'exit'")
         on_completion = payload.get("on_completion")
         if on_completion is not None:
-            if thread_id is not None:
+            if not stateless:
                 raise InvalidInput("on_completion applies to stateless runs only (POST /runs)")
             if on_completion not in ("delete", "keep"):
                 raise InvalidInput("on_completion must be 'delete' or 'keep'")
@@ -96,17 +108,34 @@ class RunService:
                 payload["webhook"], allow_private=self.allow_private_webhooks,
                 allowed_domains=self.webhook_domains,
             )
-        checkpoint = payload.get("checkpoint")
-        if payload.get("checkpoint_id") and not thread_id:
+        if payload.get("checkpoint_id") and stateless:
             raise InvalidInput("checkpoint_id needs a thread (it refers to a thread's history)")
 
-        temporary = thread_id is None
-        if temporary:
-            thread = await self.threads.create(
-                tenant, metadata={"graph_id": assistant["graph_id"],
-                                  "assistant_id": assistant["assistant_id"]},
+    async def prepare(
+        self, tenant: str, thread_id: str | None, payload: dict[str, Any], *,
+        thread_metadata: dict[str, Any] | None = None,
+        extra_kwargs: dict[str, Any] | None = None,
+    ) -> PreparedRun:
+        """Everything before the run's rows are written: validation, the assistant, the
+        thread's existence and the multitask strategy (which may cancel the thread's runs).
+
+        ``thread_metadata`` is added to a stateless run's new thread.
+        """
+        if self.max_queue_depth and await self.queue.count_pending() >= self.max_queue_depth:
+            raise TooManyRequests(
+                f"The run queue is full ({self.max_queue_depth} pending runs, "
+                "DOCKYARD_MAX_QUEUE_DEPTH); retry later",
+                code="queue_full", retry_after=5,
             )
-            tid = thread["thread_id"]
+        assistant = await self.assistants.resolve(tenant, payload["assistant_id"])
+        temporary = thread_id is None
+        self.check(payload, stateless=temporary)
+        strategy = payload.get("multitask_strategy") or "enqueue"
+        new_thread: dict[str, Any] | None = None
+        if temporary:
+            tid = new_id()
+            new_thread = {**(thread_metadata or {}), "graph_id": assistant["graph_id"],
+                          "assistant_id": assistant["assistant_id"]}
         else:
             tid = check_uuid(thread_id or "", "thread_id")
             row = await self.threads.repo.get(tenant, tid)
@@ -141,17 +170,17 @@ class RunService:
             "command": payload.get("command"),
             "config": payload.get("config") or {},
             "context": payload.get("context") or {},
-            "stream_mode": modes,
+            "stream_mode": normalize_modes(payload.get("stream_mode")),
             "stream_subgraphs": bool(payload.get("stream_subgraphs")),
             "stream_resumable": bool(payload.get("stream_resumable")),
             "interrupt_before": payload.get("interrupt_before"),
             "interrupt_after": payload.get("interrupt_after"),
             "webhook": payload.get("webhook"),
-            "checkpoint": checkpoint,
+            "checkpoint": payload.get("checkpoint"),
             "checkpoint_id": payload.get("checkpoint_id"),
-            "durability": durability,
-            "on_disconnect": on_disconnect or "continue",
-            "on_completion": on_completion or "delete",
+            "durability": payload.get("durability"),
+            "on_disconnect": payload.get("on_disconnect") or "continue",
+            "on_completion": payload.get("on_completion") or "delete",
             "feedback_keys": payload.get("feedback_keys"),
             **(extra_kwargs or {}),
         }
@@ -167,12 +196,20 @@ class RunService:
             "temporary": temporary,
             "priority": int(payload.get("priority") or 0),
         }
+        after = payload.get("after_seconds")
         if after:
             record["available_at"] = in_seconds(after)
-        run = await self.queue.insert(tenant, record)
-        await self.threads.repo.update(tenant, tid, status="busy")
-        self.notify()
-        return public_run(run)
+        return PreparedRun(record=record, new_thread=new_thread)
+
+    async def write(self, tx: Any, tenant: str, prepared: PreparedRun) -> dict[str, Any]:
+        """Write a prepared run (and a stateless run's thread) inside the transaction ``tx``;
+        the caller commits it and then calls ``notify()``."""
+        record = prepared.record
+        if prepared.new_thread is not None:
+            await self.threads.repo.insert(tenant, record["thread_id"], prepared.new_thread, tx=tx)
+        run = await self.queue.insert(tenant, record, tx=tx)
+        await self.threads.repo.update(tenant, record["thread_id"], tx=tx, status="busy")
+        return run
 
     # ---- read --------------------------------------------------------------------------
     async def get(self, tenant: str, thread_id: str | None, run_id: str) -> dict[str, Any]:

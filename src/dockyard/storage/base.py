@@ -258,6 +258,24 @@ class Storage(abc.ABC):
         async with self.statement() as tx:
             return await self._execute(tx, sql, params)
 
+    async def execute_in(self, tx: Any | None, sql: str, params: Sequence[Any] = ()) -> int:
+        """``execute`` inside the transaction ``tx``, or as a statement of its own if None.
+
+        Lets one repository method serve both a lone write and a larger unit of work (a run
+        and the thread it needs, created together; a cron's tick and the run it fires).
+        """
+        if tx is None:
+            return await self.execute(sql, params)
+        return await self._execute(tx, sql, params)
+
+    async def fetchone_in(
+        self, tx: Any | None, sql: str, params: Sequence[Any] = ()
+    ) -> dict[str, Any] | None:
+        if tx is None:
+            return await self.fetchone(sql, params)
+        rows = await self._fetch(tx, sql, params)
+        return decode_row(rows[0]) if rows else None
+
     async def ping(self) -> None:
         """Health check (``/ok?check_db=1``): one round trip; raises if the database is down."""
         await self.fetchone("SELECT 1 AS ok")

@@ -59,7 +59,7 @@ class RunQueue:
         self.db = db
         self._last_tenant = ""
 
-    async def insert(self, tenant: str, run: dict[str, Any]) -> dict[str, Any]:
+    async def insert(self, tenant: str, run: dict[str, Any], *, tx: Any = None) -> dict[str, Any]:
         now = utcnow()
         row = {
             "status": "pending", "attempts": 0, "priority": 0, "temporary": 0,
@@ -67,7 +67,8 @@ class RunQueue:
             "ended_at": None, "error": None, "created_at": now, "updated_at": now,
             "tenant_id": tenant, **run,
         }
-        await self.db.execute(
+        await self.db.execute_in(
+            tx,
             "INSERT INTO runs (run_id, tenant_id, thread_id, assistant_id, assistant_version,"
             " graph_id, status, metadata, kwargs, multitask_strategy, temporary, priority,"
             " attempts, available_at, created_at, updated_at)"

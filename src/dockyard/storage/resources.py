@@ -107,9 +107,16 @@ class Assistants:
         )
 
     async def delete(self, tenant: str, assistant_id: str) -> int:
-        return await self.db.execute(
-            "DELETE FROM assistants WHERE tenant_id = ? AND assistant_id = ?", (tenant, assistant_id)
-        )
+        async with self.db.transaction() as tx:
+            # Its crons go with it: each tick would fail to find the assistant.
+            await self.db._execute(
+                tx, "DELETE FROM crons WHERE tenant_id = ? AND assistant_id = ?",
+                (tenant, assistant_id),
+            )
+            return await self.db._execute(
+                tx, "DELETE FROM assistants WHERE tenant_id = ? AND assistant_id = ?",
+                (tenant, assistant_id),
+            )
 
     def _where(
         self, tenant: str, graph_id: str | None, name: str | None, metadata: dict[str, Any] | None
@@ -186,11 +193,12 @@ class Threads:
 
     async def insert(
         self, tenant: str, thread_id: str, metadata: dict[str, Any], *,
-        if_exists: str = "raise",
+        if_exists: str = "raise", tx: Any = None,
     ) -> dict[str, Any] | None:
         """Insert; returns None if the id exists and ``if_exists`` is 'raise'."""
         now = utcnow()
-        n = await self.db.execute(
+        n = await self.db.execute_in(
+            tx,
             "INSERT INTO threads (thread_id, tenant_id, status, metadata, config, \"values\","
             " interrupts, created_at, updated_at) VALUES (?, ?, 'idle', ?, '{}', NULL, '{}',"
             " ?, ?) ON CONFLICT DO NOTHING",
@@ -198,9 +206,12 @@ class Threads:
         )
         if n == 0:
             return None
-        return await self.get(tenant, thread_id)
+        return await self.db.fetchone_in(
+            tx, f"SELECT {THREAD_COLS} FROM threads WHERE tenant_id = ? AND thread_id = ?",
+            (tenant, thread_id),
+        )
 
-    async def update(self, tenant: str, thread_id: str, **fields: Any) -> int:
+    async def update(self, tenant: str, thread_id: str, *, tx: Any = None, **fields: Any) -> int:
         sets, params = [], []
         for key, value in fields.items():
             col = '"values"' if key == "values" else key
@@ -209,7 +220,8 @@ class Threads:
             params.append(dumps(value) if key in _THREAD_JSON else value)
         sets.append("updated_at = ?")
         params.append(utcnow())
-        return await self.db.execute(
+        return await self.db.execute_in(
+            tx,
             f"UPDATE threads SET {', '.join(sets)} WHERE tenant_id = ? AND thread_id = ?",
             [*params, tenant, thread_id],
         )
@@ -218,6 +230,10 @@ class Threads:
         async with self.db.transaction() as tx:
             await self.db._execute(
                 tx, "DELETE FROM runs WHERE tenant_id = ? AND thread_id = ?", (tenant, thread_id)
+            )
+            # A thread's crons go with it: they could only fire into a missing thread.
+            await self.db._execute(
+                tx, "DELETE FROM crons WHERE tenant_id = ? AND thread_id = ?", (tenant, thread_id)
             )
             return await self.db._execute(
                 tx, "DELETE FROM threads WHERE tenant_id = ? AND thread_id = ?", (tenant, thread_id)
