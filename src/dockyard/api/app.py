@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dockyard.api import assistants, ops, runs, store, threads
+from dockyard.api import assistants, ops, runs, store, threads, webhooks
 from dockyard.config import ProjectConfig, Settings
 from dockyard.errors import DockyardError
 from dockyard.services.core import Dockyard
@@ -155,6 +155,9 @@ def create_app(
                          ("store", store)):
         if not http.get(f"disable_{name}"):
             app.include_router(module.router)
+    if not http.get("disable_runs"):
+        app.include_router(webhooks.router)  # the delivery log of runs' webhooks
+    app.include_router(webhooks.triggers_router)  # 404 trigger_not_found unless configured
     if http.get("cors"):
         from starlette.middleware.cors import CORSMiddleware
 

@@ -9,7 +9,7 @@ from typing import Any
 from dockyard.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from dockyard.runtime.executor import RESULT_EVENT, ExecutionDeps
 from dockyard.runtime.streaming import normalize_modes
-from dockyard.runtime.webhooks import check_webhook_url
+from dockyard.runtime.webhooks import UrlPolicy
 from dockyard.serde import json_dumps, json_loads
 from dockyard.services.assistants import AssistantService
 from dockyard.services.ids import check_uuid, new_id
@@ -32,8 +32,7 @@ class RunService:
         threads: ThreadService,
         notify: Callable[[], None],
         *,
-        allow_private_webhooks: bool,
-        webhook_domains: tuple[str, ...] = (),
+        webhook_policy: UrlPolicy,
         max_queue_depth: int = 0,
     ) -> None:
         self.deps = deps
@@ -42,15 +41,18 @@ class RunService:
         self.assistants = assistants
         self.threads = threads
         self.notify = notify
-        self.allow_private_webhooks = allow_private_webhooks
-        self.webhook_domains = webhook_domains
+        self.webhook_policy = webhook_policy
         self.max_queue_depth = max_queue_depth
 
     # ---- create ------------------------------------------------------------------------
     async def create(
-        self, tenant: str, thread_id: str | None, payload: dict[str, Any]
+        self, tenant: str, thread_id: str | None, payload: dict[str, Any], *,
+        run_id: str | None = None,
     ) -> dict[str, Any]:
-        """Validate and enqueue a run. ``thread_id`` None makes a stateless run."""
+        """Validate and enqueue a run. ``thread_id`` None makes a stateless run.
+
+        ``run_id`` is chosen by the caller when it must be known before the run exists (a
+        trigger records it with the event's idempotency key first)."""
         if self.max_queue_depth and await self.queue.count_pending() >= self.max_queue_depth:
             raise TooManyRequests(
                 f"The run queue is full ({self.max_queue_depth} pending runs, "
@@ -86,10 +88,7 @@ class RunService:
             ):
                 raise InvalidInput(f"{key} must be '*' or a list of node names")
         if payload.get("webhook"):
-            check_webhook_url(
-                payload["webhook"], allow_private=self.allow_private_webhooks,
-                allowed_domains=self.webhook_domains,
-            )
+            await self.webhook_policy.acheck(payload["webhook"])
         checkpoint = payload.get("checkpoint")
         if payload.get("checkpoint_id") and not thread_id:
             raise InvalidInput("checkpoint_id needs a thread (it refers to a thread's history)")
@@ -149,7 +148,7 @@ class RunService:
             "feedback_keys": payload.get("feedback_keys"),
         }
         record: dict[str, Any] = {
-            "run_id": new_id(),
+            "run_id": run_id or new_id(),
             "thread_id": tid,
             "assistant_id": assistant["assistant_id"],
             "assistant_version": assistant["version"],
