@@ -19,6 +19,13 @@ Environment variables (an empty value counts as unset):
 | `DOCKYARD_MAX_BODY_BYTES` | `10485760` (10 MiB) | Largest accepted request body |
 | `DOCKYARD_ALLOW_PRIVATE_WEBHOOKS` | `false` (dev: `true`) | Webhooks may call private IPs |
 | `DOCKYARD_WEBHOOK_ALLOWED_DOMAINS` | empty: any public host | Comma list of webhook domains |
+| `DOCKYARD_WEBHOOK_REQUIRE_HTTPS` | `true` (dev: `false`) | Refuse plain-http webhook URLs |
+| `DOCKYARD_WEBHOOK_SECRET` | none: unsigned | HMAC-SHA256 key signing webhooks (never logged) |
+| `DOCKYARD_WEBHOOK_MAX_ATTEMPTS` | `10` | Attempts of one webhook delivery before it fails |
+| `DOCKYARD_WEBHOOK_BACKOFF_SECONDS` | `2` | First retry delay bound; doubles per attempt (full jitter) |
+| `DOCKYARD_WEBHOOK_BACKOFF_MAX_SECONDS` | `3600` | Largest retry delay |
+| `DOCKYARD_WEBHOOK_TIMEOUT_SECONDS` | `10` | Timeout of one webhook POST |
+| `DOCKYARD_WEBHOOK_RETENTION_DAYS` | `7` | Finished deliveries and trigger keys are kept this long |
 | `DOCKYARD_HEARTBEAT_SECONDS` | `10.0` | Seconds between SSE heartbeats |
 | `DOCKYARD_LOG_LEVEL` | `info` | `critical` … `debug`, `trace` |
 | `DOCKYARD_LOG_FORMAT` | `text` | `text` for people, `json`: one object per line (production) |
@@ -119,6 +126,12 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_body_bytes": lambda n, r: _parse_int(n, r, 1),
     "allow_private_webhooks": _parse_bool,
     "webhook_allowed_domains": _parse_domains,
+    "webhook_require_https": _parse_bool,
+    "webhook_max_attempts": lambda n, r: _parse_int(n, r, 1),
+    "webhook_backoff_seconds": _parse_float,
+    "webhook_backoff_max_seconds": _parse_float,
+    "webhook_timeout_seconds": _parse_float,
+    "webhook_retention_days": _parse_float,
     "heartbeat_seconds": _parse_float,
     "log_level": _parse_log_level,
     "log_format": _parse_log_format,
@@ -158,6 +171,14 @@ class Settings:
     max_body_bytes: int = 10 * 1024 * 1024
     allow_private_webhooks: bool = False
     webhook_allowed_domains: tuple[str, ...] = ()
+    webhook_require_https: bool = True
+    # repr=False: a secret; settings get logged.
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_max_attempts: int = 10
+    webhook_backoff_seconds: float = 2.0
+    webhook_backoff_max_seconds: float = 3600.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_retention_days: float = 7.0
     heartbeat_seconds: float = 10.0
     log_level: str = "info"
     log_format: str = "text"

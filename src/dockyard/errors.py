@@ -39,6 +39,13 @@ class Conflict(DockyardError):
     status = 409
 
 
+class Unauthorized(DockyardError):
+    """A request whose signature (or credentials) did not check out."""
+
+    code = "unauthorized"
+    status = 401
+
+
 class InvalidInput(DockyardError):
     code = "invalid_input"
     status = 422

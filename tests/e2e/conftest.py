@@ -72,6 +72,7 @@ class Server:
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    project: Path = PROJECT
 
     def start(self, timeout: float = 30.0) -> None:
         assert self.log_path is not None
@@ -81,7 +82,7 @@ class Server:
 
     def _spawn(self, log: Any) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [str(DOCKYARD), "dev", str(PROJECT), "--port", str(self.port), "--no-reload",
+            [str(DOCKYARD), "dev", str(self.project), "--port", str(self.port), "--no-reload",
              "--data-dir", str(self.data_dir)],
             env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
@@ -100,7 +101,7 @@ class Server:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
 
 
-def make_server(tmp: Path, **extra_env: str) -> Server:
+def make_server(tmp: Path, *, project: Path = PROJECT, **extra_env: str) -> Server:
     """A server on a fresh database of the dialect DOCKYARD_TEST_DATABASE selects.
 
     PostgreSQL: a database of its own (restarts of this server keep it), dropped at the end
@@ -116,7 +117,7 @@ def make_server(tmp: Path, **extra_env: str) -> Server:
         env["DOCKYARD_LEASE_SECONDS"] = "5"
     env.update(extra_env)
     srv = Server(url=f"http://127.0.0.1:{port}", port=port, data_dir=tmp / "data", env=env,
-                 log_path=tmp / "server.log")
+                 log_path=tmp / "server.log", project=project)
     return srv
 
 

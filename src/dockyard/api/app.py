@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dockyard.api import assistants, crons, ops, protocol, runs, store, threads
+from dockyard.api import assistants, crons, ops, protocol, runs, store, threads, webhooks
 from dockyard.config import ProjectConfig, Settings
 from dockyard.errors import DockyardError
 from dockyard.services.core import Dockyard
@@ -159,6 +159,9 @@ def create_app(
             app.include_router(module.router)
     if not http.get("disable_threads") and not http.get("disable_runs"):
         app.include_router(protocol.router)  # thread streaming: commands, events, WebSocket
+    if not http.get("disable_runs"):
+        app.include_router(webhooks.router)  # the delivery log of runs' webhooks
+    app.include_router(webhooks.triggers_router)  # 404 trigger_not_found unless configured
     if http.get("cors"):
         from starlette.middleware.cors import CORSMiddleware
 

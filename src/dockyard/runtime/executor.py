@@ -31,6 +31,7 @@ from dockyard.serde import json_dumps, to_jsonable
 from dockyard.storage.base import Storage, utcnow
 from dockyard.storage.queue import RunQueue, public_run
 from dockyard.storage.resources import Assistants, Threads
+from dockyard.storage.webhooks import Statement
 from dockyard.streams.base import EventBus
 
 log = logging.getLogger("dockyard.executor")
@@ -45,7 +46,7 @@ class ExecutionDeps:
     bus: EventBus
     registry: GraphRegistry
     store: Any
-    webhooks: Any = None  # dockyard.runtime.webhooks.WebhookSender
+    webhooks: Any = None  # dockyard.runtime.webhooks.WebhookDeliverer
     metrics: Any = None  # dockyard.runtime.metrics.Metrics; None: not measured
     tracer: Any = None  # an OpenTelemetry Tracer when tracing is configured (runtime/tracing.py)
     tenant: str = "default"
@@ -244,8 +245,13 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
                 **({"values": values} if values is not None else {}),
             )
         if status != "rolled_back":
-            await deps.queue.finish(run_id, status, error)
-        await _after(deps, run, status, final_values, error)
+            # The webhook delivery is written with the outcome: a crash between the two
+            # cannot lose it (the delivery loop sends it, with retries, from the table).
+            hook = await _webhook_delivery(deps, run, status, final_values, error)
+            await deps.queue.finish(run_id, status, error, also=[hook] if hook else [])
+            if hook:
+                deps.webhooks.notify()
+        await _after(deps, run, status)
         if proto is not None:
             await proto.finished(
                 "cancelled" if cancel_action else status, interrupts=pending,
@@ -468,25 +474,34 @@ async def _refresh_thread(deps: ExecutionDeps, run: dict[str, Any]) -> None:
     )
 
 
-async def _after(
+async def _webhook_delivery(
     deps: ExecutionDeps, run: dict[str, Any], status: str, values: Any,
     error: dict[str, Any] | None,
-) -> None:
+) -> Statement | None:
+    """The delivery row of the run's ``webhook``, if it has one (see runtime/webhooks.py)."""
     kwargs = run["kwargs"]
-    if kwargs.get("webhook") and deps.webhooks is not None and status != "rolled_back":
-        row = await deps.queue.get(run["tenant_id"], run["run_id"]) or run
-        # The reference payload: the run, its timings and the thread's values (for a failed
-        # run: the values of its last checkpoint, and the error message).
-        payload = {
-            **public_run(row), "status": status,
-            "run_started_at": row.get("started_at"), "run_ended_at": row.get("ended_at"),
-            "webhook_sent_at": utcnow(), "values": values,
-        }
-        if error is not None:
-            thread = await deps.threads.get(run["tenant_id"], run["thread_id"])
-            payload["error"] = error["message"]
-            payload["values"] = thread["values"] if thread else None
-        deps.webhooks.schedule(kwargs["webhook"], payload)
+    if not kwargs.get("webhook") or deps.webhooks is None:
+        return None
+    now = utcnow()
+    # The reference payload: the run, its timings and the thread's values (for a failed run:
+    # the values of its last checkpoint, and the error message).
+    payload = {
+        **public_run({**run, "status": status, "updated_at": now}),
+        "run_started_at": run.get("started_at"), "run_ended_at": now,
+        "webhook_sent_at": now, "values": values,
+    }
+    if error is not None:
+        thread = await deps.threads.get(run["tenant_id"], run["thread_id"])
+        payload["error"] = error["message"]
+        payload["values"] = thread["values"] if thread else None
+    statement: Statement = deps.webhooks.delivery_statement(
+        run["tenant_id"], run, kwargs["webhook"], json_dumps(payload)
+    )
+    return statement
+
+
+async def _after(deps: ExecutionDeps, run: dict[str, Any], status: str) -> None:
+    kwargs = run["kwargs"]
     if run.get("temporary") and kwargs.get("on_completion", "delete") == "delete":
         if status in ("success", "error", "interrupted"):
             await deps.storage.delete_checkpoints(run["thread_id"])

@@ -17,7 +17,7 @@ from dockyard.runtime.executor import ExecutionDeps
 from dockyard.runtime.loader import GraphRegistry
 from dockyard.runtime.metrics import Metrics
 from dockyard.runtime.tracing import run_tracer, tracer_provider_from_env
-from dockyard.runtime.webhooks import WebhookSender
+from dockyard.runtime.webhooks import UrlPolicy, WebhookDeliverer
 from dockyard.runtime.worker import WorkerPool
 from dockyard.services.assistants import AssistantService
 from dockyard.services.cron_scheduler import CronScheduler
@@ -26,9 +26,12 @@ from dockyard.services.protocol import ThreadProtocol
 from dockyard.services.runs import RunService
 from dockyard.services.store import StoreService
 from dockyard.services.threads import ThreadService
+from dockyard.services.triggers import DockyardSection, TriggerService, parse_dockyard_section
+from dockyard.services.webhooks import WebhookService
 from dockyard.storage import create_storage
 from dockyard.storage.kvstore import DockyardStore
 from dockyard.storage.resources import Assistants
+from dockyard.storage.webhooks import TriggerEvents, WebhookDeliveries
 from dockyard.streams.base import EventBus
 from dockyard.streams.memory import InProcessBus
 from dockyard.streams.redis import RedisBus
@@ -45,8 +48,9 @@ THREAD_TTL_KEYS = {"strategy", "default_ttl", "sweep_interval_minutes"}
 STORE_KEYS = {"ttl"}
 
 
-def check_project_features(project: ProjectConfig) -> None:
-    """Refuse config that Dockyard would otherwise silently ignore."""
+def check_project_features(project: ProjectConfig) -> DockyardSection:
+    """Refuse config that Dockyard would otherwise silently ignore; return the validated
+    ``dockyard`` section (triggers, webhook secrets)."""
     src = str(project.source)
     if project.auth:
         raise ConfigError(
@@ -75,6 +79,7 @@ def check_project_features(project: ProjectConfig) -> None:
         if value is not None and (not isinstance(value, int | float) or value <= 0):
             raise ConfigError("must be a positive number of minutes", file=src,
                               key=f"checkpointer.ttl.{key}")
+    return parse_dockyard_section(project)
 
 
 ROLES = ("all", "api", "worker")
@@ -93,7 +98,7 @@ class Dockyard:
     def __init__(
         self, project: ProjectConfig, settings: Settings, *, dev: bool = False, role: str = "all"
     ) -> None:
-        check_project_features(project)
+        section = check_project_features(project)
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r}; use one of {list(ROLES)}")
         if role != "all" and not settings.is_production:
@@ -114,7 +119,23 @@ class Dockyard:
         self.registry = GraphRegistry(project)
         store_ttl = project.store.get("ttl") if isinstance(project.store, dict) else None
         self.store = DockyardStore(self.storage, ttl=store_ttl)
-        self.webhooks = WebhookSender()
+        self.webhook_policy = UrlPolicy(
+            allow_private=settings.allow_private_webhooks or dev,
+            allowed_domains=settings.webhook_allowed_domains,
+            require_https=settings.webhook_require_https and not dev,
+        )
+        self.webhook_log = WebhookService(
+            WebhookDeliveries(self.storage), secret_envs=section.webhook_secrets,
+            global_secret=settings.webhook_secret,
+        )
+        self.webhooks = WebhookDeliverer(
+            self.webhook_log.deliveries, policy=self.webhook_policy,
+            secret_for=self.webhook_log.secret_for,
+            max_attempts=settings.webhook_max_attempts,
+            backoff_seconds=settings.webhook_backoff_seconds,
+            backoff_max_seconds=settings.webhook_backoff_max_seconds,
+            timeout=settings.webhook_timeout_seconds,
+        )
         self.metrics = Metrics(role=role)
         self.tracer_provider = tracer_provider_from_env(role)  # None: tracing off
         self.deps = ExecutionDeps(
@@ -133,10 +154,9 @@ class Dockyard:
         self.threads = ThreadService(self.storage, self.registry, self.store)
         self.runs = RunService(
             self.deps, self.assistants, self.threads, self.notify_new_runs,
-            allow_private_webhooks=settings.allow_private_webhooks or dev,
-            webhook_domains=settings.webhook_allowed_domains,
-            max_queue_depth=settings.max_queue_depth,
+            webhook_policy=self.webhook_policy, max_queue_depth=settings.max_queue_depth,
         )
+        self.triggers = TriggerService(section.triggers, TriggerEvents(self.storage), self.runs)
         self.store_api = StoreService(self.store)
         self.protocol = ThreadProtocol(self.runs, self.threads)
         self.crons = CronService(self.storage, self.runs, self.notify_crons)
@@ -178,8 +198,18 @@ class Dockyard:
     def data_dir(self) -> Path:
         return self.settings.data_path(self.project.root)
 
+    @property
+    def serves_http(self) -> bool:
+        return self.role in ("all", "api")
+
     async def start(self) -> None:
         self.project.apply_env()
+        src = str(self.project.source)
+        # Secrets are read where they are used: triggers answer HTTP, webhooks leave workers.
+        if self.serves_http:
+            self.triggers.load_secrets(src)
+        if self.runs_workers:
+            self.webhook_log.load_secrets(src)
         self.registry.load_all()
         await self.storage.open()
         await self.storage.migrate()
@@ -190,6 +220,7 @@ class Dockyard:
             await self.storage.listen_runs(self._on_notification)
             await self.pool.start()
             await self.scheduler.start()
+            await self.webhooks.start()
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="dockyard-store-sweeper")
         ttl = self.project.checkpointer_ttl or {}
         if ttl.get("default_ttl"):
@@ -208,7 +239,8 @@ class Dockyard:
         if self.runs_workers:
             await self.scheduler.stop()
             await self.pool.stop(grace_seconds=self.settings.shutdown_grace_seconds)
-        await self.webhooks.aclose()
+        if self.runs_workers:
+            await self.webhooks.stop()
         await self.bus.aclose()
         await self.storage.close()
         if self.tracer_provider is not None:  # export the last spans (a blocking HTTP call)
@@ -219,8 +251,16 @@ class Dockyard:
             await asyncio.sleep(60)
             try:
                 await self.store.sweep_expired()
+                await self.sweep_webhook_records()
             except Exception:
                 log.exception("store_sweep_failed")
+
+    async def sweep_webhook_records(self) -> None:
+        """Retention of the delivery log and of trigger idempotency keys."""
+        days = self.settings.webhook_retention_days
+        cutoff = (datetime.now(UTC) - timedelta(days=days)).isoformat()
+        await self.webhook_log.deliveries.sweep(cutoff)
+        await self.triggers.events.sweep(cutoff)
 
     async def sweep_expired_threads(self, ttl_minutes: float) -> int:
         """Delete threads (and their checkpoints) not updated for ``ttl_minutes``."""

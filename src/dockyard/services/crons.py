@@ -169,7 +169,7 @@ class CronService:
         assistant = await self.runs.assistants.resolve(tenant, payload["assistant_id"])
         row["assistant_id"] = assistant["assistant_id"]
         row["payload"] = {**payload, "assistant_id": assistant["assistant_id"]}
-        self.runs.check(row["payload"], stateless=thread_id is None)
+        await self.runs.check(row["payload"], stateless=thread_id is None)
         row["next_run_date"] = self._first_run_date(row)
         created = await self.repo.insert(tenant, row)
         self.notify()
@@ -230,7 +230,7 @@ class CronService:
                 else:
                     payload[key] = changes[key]
         if touched:
-            self.runs.check(payload, stateless=stateless)
+            await self.runs.check(payload, stateless=stateless)
             fields["payload"] = payload
         if fields.keys() & {"schedule", "timezone", "end_time", "enabled"}:
             fields["next_run_date"] = self._first_run_date({**row, **fields})

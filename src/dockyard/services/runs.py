@@ -11,7 +11,7 @@ from dockyard.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from dockyard.runtime.executor import RESULT_EVENT, ExecutionDeps
 from dockyard.runtime.protocol import ProtocolPublisher
 from dockyard.runtime.streaming import normalize_modes
-from dockyard.runtime.webhooks import check_webhook_url
+from dockyard.runtime.webhooks import UrlPolicy
 from dockyard.serde import json_dumps, json_loads
 from dockyard.services.assistants import AssistantService
 from dockyard.services.ids import check_uuid, new_id
@@ -43,8 +43,7 @@ class RunService:
         threads: ThreadService,
         notify: Callable[[], None],
         *,
-        allow_private_webhooks: bool,
-        webhook_domains: tuple[str, ...] = (),
+        webhook_policy: UrlPolicy,
         max_queue_depth: int = 0,
     ) -> None:
         self.deps = deps
@@ -53,27 +52,28 @@ class RunService:
         self.assistants = assistants
         self.threads = threads
         self.notify = notify
-        self.allow_private_webhooks = allow_private_webhooks
-        self.webhook_domains = webhook_domains
+        self.webhook_policy = webhook_policy
         self.max_queue_depth = max_queue_depth
 
     # ---- create ------------------------------------------------------------------------
     async def create(
         self, tenant: str, thread_id: str | None, payload: dict[str, Any], *,
-        extra_kwargs: dict[str, Any] | None = None,
+        extra_kwargs: dict[str, Any] | None = None, run_id: str | None = None,
     ) -> dict[str, Any]:
         """Validate and enqueue a run. ``thread_id`` None makes a stateless run.
 
         ``extra_kwargs`` are internal execution options (the thread protocol's), stored with
-        the run's kwargs.
+        the run's kwargs. ``run_id`` is chosen by the caller when it must be known before the
+        run exists (a trigger records it with the event's idempotency key first).
         """
-        prepared = await self.prepare(tenant, thread_id, payload, extra_kwargs=extra_kwargs)
+        prepared = await self.prepare(tenant, thread_id, payload, extra_kwargs=extra_kwargs,
+                                      run_id=run_id)
         async with self.deps.storage.transaction() as tx:
             run = await self.write(tx, tenant, prepared)
         self.notify()
         return public_run(run)
 
-    def check(self, payload: dict[str, Any], *, stateless: bool) -> None:
+    async def check(self, payload: dict[str, Any], *, stateless: bool) -> None:
         """Validate a run payload without touching storage (crons check theirs at creation,
         long before a tick turns them into runs)."""
         strategy = payload.get("multitask_strategy") or "enqueue"
@@ -104,17 +104,14 @@ class RunService:
             ):
                 raise InvalidInput(f"{key} must be '*' or a list of node names")
         if payload.get("webhook"):
-            check_webhook_url(
-                payload["webhook"], allow_private=self.allow_private_webhooks,
-                allowed_domains=self.webhook_domains,
-            )
+            await self.webhook_policy.acheck(payload["webhook"])
         if payload.get("checkpoint_id") and stateless:
             raise InvalidInput("checkpoint_id needs a thread (it refers to a thread's history)")
 
     async def prepare(
         self, tenant: str, thread_id: str | None, payload: dict[str, Any], *,
         thread_metadata: dict[str, Any] | None = None,
-        extra_kwargs: dict[str, Any] | None = None,
+        extra_kwargs: dict[str, Any] | None = None, run_id: str | None = None,
     ) -> PreparedRun:
         """Everything before the run's rows are written: validation, the assistant, the
         thread's existence and the multitask strategy (which may cancel the thread's runs).
@@ -129,7 +126,7 @@ class RunService:
             )
         assistant = await self.assistants.resolve(tenant, payload["assistant_id"])
         temporary = thread_id is None
-        self.check(payload, stateless=temporary)
+        await self.check(payload, stateless=temporary)
         strategy = payload.get("multitask_strategy") or "enqueue"
         new_thread: dict[str, Any] | None = None
         if temporary:
@@ -185,7 +182,7 @@ class RunService:
             **(extra_kwargs or {}),
         }
         record: dict[str, Any] = {
-            "run_id": new_id(),
+            "run_id": run_id or new_id(),
             "thread_id": tid,
             "assistant_id": assistant["assistant_id"],
             "assistant_version": assistant["version"],

@@ -6,6 +6,7 @@ thread is running, and runs of one thread are taken oldest first (``enqueue`` se
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -187,14 +188,24 @@ class RunQueue:
         return row["t"] if row else None
 
     async def finish(
-        self, run_id: str, status: str, error: dict[str, Any] | None = None
+        self, run_id: str, status: str, error: dict[str, Any] | None = None, *,
+        also: Sequence[tuple[str, Sequence[Any]]] = (),
     ) -> None:
+        """Record the run's outcome; ``also`` are statements committed atomically with it
+        (the run's webhook delivery)."""
         now = utcnow()
-        await self.db.execute(
+        sql = (
             "UPDATE runs SET status = ?, error = ?, ended_at = ?, updated_at = ?,"
-            " worker_id = NULL, lease_until = NULL WHERE run_id = ?",
-            (status, dumps(error) if error is not None else None, now, now, run_id),
+            " worker_id = NULL, lease_until = NULL WHERE run_id = ?"
         )
+        params = (status, dumps(error) if error is not None else None, now, now, run_id)
+        if not also:
+            await self.db.execute(sql, params)
+            return
+        async with self.db.transaction() as tx:
+            await self.db._execute(tx, sql, params)
+            for stmt, stmt_params in also:
+                await self.db._execute(tx, stmt, stmt_params)
 
     async def set_status(
         self, tenant: str, run_ids: list[str], status: str, *, only_from: tuple[str, ...] = ACTIVE

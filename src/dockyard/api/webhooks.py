@@ -1,0 +1,52 @@
+"""Webhook routes: the delivery log of outgoing webhooks, and inbound event triggers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from dockyard.api.deps import app_of, tenant_of
+from dockyard.api.schemas import Limit, Offset
+from dockyard.services.core import Dockyard
+
+router = APIRouter(tags=["webhooks"])
+triggers_router = APIRouter(tags=["triggers"])
+
+
+@router.get("/runs/{run_id}/webhooks")
+async def run_webhooks(
+    run_id: str, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
+) -> list[dict[str, Any]]:
+    """The webhook deliveries of one run (newest first): status, attempts, last error."""
+    return await app.webhook_log.search(tenant, run_id=run_id, status=None, limit=100, offset=0)
+
+
+@router.get("/webhooks/deliveries")
+async def list_deliveries(
+    run_id: str | None = None, status: str | None = None, limit: Limit = Query(100),
+    offset: Offset = Query(0), app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
+) -> list[dict[str, Any]]:
+    """Webhook deliveries, newest first; filter by ``run_id`` and ``status``
+    (pending, succeeded, failed)."""
+    return await app.webhook_log.search(tenant, run_id=run_id, status=status, limit=limit,
+                                        offset=offset)
+
+
+@triggers_router.post("/triggers/{name}")
+async def trigger(
+    name: str, request: Request, app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
+) -> JSONResponse:
+    """Start a run from an external system's signed webhook (see ``dockyard.triggers``).
+
+    202 with the new run's id; 200 with the first run's id for a redelivered event; 401 for a
+    bad signature; 404 for an unknown trigger; 400/422 for a body that cannot be mapped.
+    """
+    # The raw bytes: signatures are computed over the body exactly as sent.
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    status, answer = await app.triggers.handle(tenant, name, body, headers)
+    return JSONResponse(answer, status_code=status)
