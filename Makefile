@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TOOLS := deploy/tools
 HELM := $(TOOLS)/node_modules/.bin/helm
 
-.PHONY: dev test test-sqlite test-postgres lint typecheck unit e2e bench clean setup helm
+.PHONY: dev test test-sqlite test-postgres sdk-suite lint typecheck unit e2e bench clean setup helm
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,7 @@ unit: $(STAMP) $(HELM)
 	$(BIN)/pytest tests/unit -q
 
 # The whole suite on SQLite, then the storage-backed suites (unit, e2e) again on PostgreSQL.
-test: $(STAMP) $(HELM) lint typecheck test-sqlite test-postgres
+test: $(STAMP) $(HELM) lint typecheck test-sqlite test-postgres sdk-suite
 
 test-sqlite: $(STAMP) $(HELM)
 	DOCKYARD_TEST_DATABASE=sqlite $(BIN)/pytest tests -q
@@ -51,8 +51,14 @@ test-sqlite: $(STAMP) $(HELM)
 test-postgres: $(STAMP) $(HELM)
 	DOCKYARD_TEST_DATABASE=postgres $(BIN)/pytest tests/unit tests/e2e -q
 
+# The official langgraph-sdk integration suite (its pinned version is the dev extra's) against
+# `dockyard dev` and against `dockyard serve` + `dockyard worker` on PostgreSQL and Redis; every
+# test must pass, a skip fails the gate.
+sdk-suite: $(STAMP)
+	$(BIN)/python tests/sdk_suite/run.py --mode both
+
 bench: $(STAMP)
 	$(BIN)/python bench/run_bench.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(TOOLS)/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache $(TOOLS)/node_modules
