@@ -255,3 +255,84 @@ async def test_state_commands(http: httpx.AsyncClient) -> None:
     assert state["result"]["values"]["steps"] == ["a", "b", "c"]
     missing = await command(http, tid, "state.fork", {"checkpoint_id": str(uuid.uuid4())})
     assert missing["error"] == "no_such_checkpoint"
+
+
+async def test_join_thread_stream_follows_every_run_and_resumes(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    parts: list[Any] = []
+
+    async def join(last_event_id: str | None = None, into: list[Any] | None = None,
+                   runs: int = 2) -> None:
+        out = parts if into is None else into
+        done = 0
+        async for part in await client.threads.join_stream(tid, last_event_id=last_event_id):
+            out.append(part)
+            if part.event == "metadata" and part.data.get("status") == "run_done":
+                done += 1
+                if done == runs:
+                    return
+
+    joiner = asyncio.create_task(join())
+    await asyncio.sleep(0.3)  # the joiner waits for runs that do not exist yet
+    for marker in ("one", "two"):
+        run = await client.runs.create(tid, "three_steps", input={"steps": [marker]},
+                                       stream_mode=["values", "updates"])
+        await client.runs.join(tid, run["run_id"])
+    await asyncio.wait_for(joiner, 30)
+    run_ids = [p.data["run_id"] for p in parts if p.event == "metadata"
+               and p.data.get("status") == "run_done"]
+    assert len(run_ids) == 2 and run_ids[0] != run_ids[1]
+    values = [p.data for p in parts if p.event == "values"]
+    assert values[-1]["steps"][-3:] == ["a", "b", "c"] and "two" in values[-1]["steps"]
+    # Every id names its run; resuming after a mid-stream id continues there, across runs.
+    assert all(p.id.split("/")[0] in run_ids for p in parts)
+    k = next(i for i, p in enumerate(parts) if p.event == "updates")
+    rest: list[Any] = []
+    await asyncio.wait_for(join(parts[k].id, rest, runs=2), 30)
+    assert [p.id for p in rest] == [p.id for p in parts[k + 1:]]
+    # lifecycle: only the start and end of each run.
+    thread2 = await client.threads.create()
+    life: list[Any] = []
+
+    async def lifecycle() -> None:
+        async for part in await client.threads.join_stream(thread2["thread_id"],
+                                                           stream_mode="lifecycle"):
+            life.append(part)
+            if part.data.get("status") == "run_done":
+                return
+
+    task = asyncio.create_task(lifecycle())
+    await asyncio.sleep(0.3)
+    await client.runs.wait(thread2["thread_id"], "three_steps", input={"steps": []})
+    await asyncio.wait_for(task, 30)
+    assert {p.event for p in life} == {"metadata"} and len(life) == 2
+
+
+async def test_join_thread_stream_errors(http: httpx.AsyncClient) -> None:
+    r = await http.get(f"/threads/{uuid.uuid4()}/stream")
+    assert r.status_code == 404
+    tid = (await http.post("/threads", json={})).json()["thread_id"]
+    r = await http.get(f"/threads/{tid}/stream", params={"stream_mode": "values"})
+    assert r.status_code == 422 and "stream_mode" in r.json()["detail"]
+    r = await http.get(f"/threads/{tid}/stream", headers={"Last-Event-ID": "7"})
+    assert r.status_code == 422
+
+
+async def test_join_thread_stream_state_updates(client: Any) -> None:
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    await client.runs.wait(tid, "three_steps", input={"steps": []})
+    got: list[Any] = []
+
+    async def watch() -> None:
+        async for part in await client.threads.join_stream(tid, stream_mode="state_update"):
+            got.append(part)
+            return
+
+    task = asyncio.create_task(watch())
+    await asyncio.sleep(0.3)
+    await client.threads.update_state(tid, {"steps": ["edited"]})
+    await asyncio.wait_for(task, 30)
+    assert got[0].event == "state_update" and got[0].data["values"] == {"steps": ["edited"]}
+    assert got[0].data["checkpoint"]["checkpoint_id"]

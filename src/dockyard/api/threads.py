@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.responses import StreamingResponse
 
 from dockyard.api.deps import app_of, select_fields, tenant_of
 from dockyard.api.schemas import (
@@ -20,6 +21,7 @@ from dockyard.api.schemas import (
     _state_fields,
     reject_unsupported,
 )
+from dockyard.api.sse import sse_response
 from dockyard.errors import InvalidInput
 from dockyard.services.core import Dockyard
 
@@ -162,9 +164,25 @@ async def update_state(
     checkpoint = body.checkpoint or (
         {"checkpoint_id": body.checkpoint_id} if body.checkpoint_id else None
     )
-    return await app.threads.update_state(
+    result = await app.threads.update_state(
         tenant, thread_id, values=body.values, as_node=body.as_node, checkpoint=checkpoint
     )
+    await app.runs.state_updated(thread_id, {"values": body.values, "as_node": body.as_node,
+                                             **result})
+    return result
+
+
+@router.get("/{thread_id}/stream")
+async def join_thread_stream(
+    thread_id: str, stream_mode: list[str] | None = Query(None),
+    last_event_id: str | None = Header(None, alias="Last-Event-ID"),
+    app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
+) -> StreamingResponse:
+    """Every run on the thread, one after the other, live (``threads.join_stream``)."""
+    modes = [m for m in stream_mode or [] if m]
+    events = await app.runs.open_thread_stream(tenant, thread_id, last_event_id=last_event_id,
+                                               modes=modes or None)
+    return sse_response(events, heartbeat=app.settings.heartbeat_seconds)
 
 
 @router.post("/{thread_id}/state/checkpoint")

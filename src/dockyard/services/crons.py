@@ -336,6 +336,7 @@ class CronService:
             await self.repo.release(cron_id, token)
             return 0
         self.runs.notify()
+        await self.runs.announce(run)
         log.info("cron_fired cron_id=%s tick=%s run_id=%s thread_id=%s", cron_id, tick,
                  run["run_id"], run["thread_id"])
         return 1

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dockyard.errors import Conflict, InvalidInput, NotFound, TooManyRequests
+from dockyard.errors import Conflict, DockyardError, InvalidInput, NotFound, TooManyRequests
 from dockyard.runtime.executor import RESULT_EVENT, ExecutionDeps
 from dockyard.runtime.protocol import ProtocolPublisher
 from dockyard.runtime.streaming import normalize_modes
@@ -19,7 +20,15 @@ from dockyard.services.threads import ThreadService
 from dockyard.storage.queue import in_seconds, public_run
 from dockyard.streams.base import Event
 
+log = logging.getLogger("dockyard.runs")
+
 MULTITASK = ("reject", "interrupt", "rollback", "enqueue")
+THREAD_STREAM_MODES = ("run_modes", "lifecycle", "state_update")
+
+
+def thread_runs_channel(thread_id: str) -> str:
+    """The bus channel announcing a thread's new runs and state updates (thread joiners)."""
+    return f"thread-runs:{thread_id}"
 TERMINAL = ("success", "error", "timeout", "interrupted")
 CANCEL_ACTIONS = ("interrupt", "rollback")
 
@@ -71,7 +80,24 @@ class RunService:
         async with self.deps.storage.transaction() as tx:
             run = await self.write(tx, tenant, prepared)
         self.notify()
+        await self.announce(run)
         return public_run(run)
+
+    async def state_updated(self, thread_id: str, update: dict[str, Any]) -> None:
+        """Tell the thread's joiners that its state was updated through the API."""
+        try:
+            await self.bus.publish(thread_runs_channel(thread_id), "state_update",
+                                   json_dumps(update))
+        except DockyardError as exc:
+            log.warning("state_update_not_announced thread_id=%s error=%s", thread_id, exc.code)
+
+    async def announce(self, run: dict[str, Any]) -> None:
+        """Tell the thread's joiners (GET /threads/{id}/stream) that a run was created."""
+        try:
+            await self.bus.publish(thread_runs_channel(run["thread_id"]), "run",
+                                   run["run_id"].encode())
+        except DockyardError as exc:  # the run exists; a joiner finds it on its next look
+            log.warning("run_not_announced run_id=%s error=%s", run["run_id"], exc.code)
 
     async def check(self, payload: dict[str, Any], *, stateless: bool) -> None:
         """Validate a run payload without touching storage (crons check theirs at creation,
@@ -363,3 +389,86 @@ class RunService:
             base = ev.event.split("|", 1)[0].split("/", 1)[0]
             if wanted is None or base in wanted or ev.event in ("metadata", "error", "end"):
                 yield ev
+
+    # ---- a thread's stream: every run on it --------------------------------------------
+    async def open_thread_stream(
+        self, tenant: str, thread_id: str, *, last_event_id: str | None = None,
+        modes: list[str] | None = None,
+    ) -> AsyncIterator[Event]:
+        """Events of every run on the thread, one run after the other, live.
+
+        Starts with the thread's active runs (or, given ``Last-Event-ID``, the run it names,
+        after that event) and follows each run created later. Ids are ``<run_id>/<event id>``
+        so a client can resume across runs. ``run_modes`` (default): the runs' events and a
+        ``metadata`` ``{"status": "run_done"}`` after each; ``lifecycle``: only the start and
+        done ``metadata``; ``state_update``: ``state_update`` events when the thread's state is
+        updated through the API. Raises 404/422 before anything streams.
+        """
+        wanted = set(modes or ["run_modes"])
+        bad = wanted - set(THREAD_STREAM_MODES)
+        if bad:
+            raise InvalidInput(f"stream_mode must be among {list(THREAD_STREAM_MODES)}, "
+                               f"not {sorted(bad)}")
+        tid = check_uuid(thread_id, "thread_id")
+        await self.threads.get_row(tenant, tid)
+        start_run, after = None, None
+        if last_event_id:
+            start_run, sep, after = last_event_id.partition("/")
+            if not sep:
+                raise InvalidInput("Last-Event-ID of a thread stream is '<run_id>/<event id>'")
+            check_uuid(start_run, "Last-Event-ID run id")
+        channel = thread_runs_channel(tid)
+        mark = await self.bus.last_id(channel)  # announcements after this are new runs
+        runs = await self.queue.list_for_thread(tenant, tid, status=None, limit=100, offset=0)
+        runs.reverse()  # oldest first
+        if start_run is not None:
+            known = [r["run_id"] for r in runs]
+            pending = known[known.index(start_run):] if start_run in known else []
+        else:
+            pending = [r["run_id"] for r in runs if r["status"] in ("pending", "running")]
+        return self._thread_stream(tenant, tid, channel, mark, pending, after, wanted)
+
+    async def _thread_stream(
+        self, tenant: str, tid: str, channel: str, mark: str | None, pending: list[str],
+        after: str | None, wanted: set[str],
+    ) -> AsyncIterator[Event]:
+        seen = set(pending)
+        announcements = self.bus.subscribe(channel, last_event_id=mark)
+        try:
+            while True:
+                while pending:
+                    run_id = pending.pop(0)
+                    row = await self.queue.get(tenant, run_id)
+                    if row is None:
+                        continue
+                    async for ev in self._one_run(tenant, row, after, wanted):
+                        yield ev
+                    after = None
+                async for note in announcements:
+                    if note.event == "state_update":
+                        if "state_update" in wanted:
+                            yield Event(f"state/{note.id}", "state_update", note.data)
+                        continue
+                    run_id = note.data.decode()
+                    if run_id not in seen:
+                        seen.add(run_id)
+                        pending.append(run_id)
+                        break
+        finally:
+            await announcements.aclose()  # type: ignore[attr-defined]
+
+    async def _one_run(
+        self, tenant: str, row: dict[str, Any], after: str | None, wanted: set[str]
+    ) -> AsyncIterator[Event]:
+        run_id = row["run_id"]
+        if after == "done":
+            return  # the client saw this run to its end
+        runs_too = "run_modes" in wanted
+        if runs_too or "lifecycle" in wanted:
+            async for ev in self.events(tenant, row, last_event_id=after):
+                if ev.event == "end":
+                    continue
+                if runs_too or ev.event == "metadata":
+                    yield Event(f"{run_id}/{ev.id}", ev.event, ev.data)
+            yield Event(f"{run_id}/done", "metadata",
+                        json_dumps({"status": "run_done", "run_id": run_id}))

@@ -44,6 +44,7 @@ class InProcessBus(EventBus):
     def __init__(self) -> None:
         self._channels: dict[str, _Channel] = {}
         self._controls: dict[str, ControlHandler] = {}
+        self._clock_floor = 0  # above every id of a dropped clock-based channel
 
     def _channel(self, run_id: str) -> _Channel:
         ch = self._channels.get(run_id)
@@ -51,7 +52,7 @@ class InProcessBus(EventBus):
             self._gc()
             first = 1
             if run_id.startswith(CLOCK_BASED_PREFIXES):
-                first = int(time.time() * 1000) * 1000
+                first = max(int(time.time() * 1000) * 1000, self._clock_floor)
             ch = self._channels[run_id] = _Channel(first)
         return ch
 
@@ -63,7 +64,12 @@ class InProcessBus(EventBus):
             if (c.closed and c.closed_at < closed_cutoff)
             or (not c.subscribers and c.last_used < idle_cutoff)
         ]:
-            del self._channels[rid]
+            self._drop(rid)
+
+    def _drop(self, run_id: str) -> None:
+        ch = self._channels.pop(run_id)
+        if run_id.startswith(CLOCK_BASED_PREFIXES):
+            self._clock_floor = max(self._clock_floor, ch.seq + 1)
 
     async def last_id(self, run_id: str) -> str | None:
         ch = self._channels.get(run_id)
