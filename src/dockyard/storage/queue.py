@@ -175,7 +175,16 @@ class RunQueue:
             (worker_id, in_seconds(lease_seconds), now, now, run_id),
         )
         claimed = await self.db._fetch(tx, f"SELECT {RUN_COLS} FROM runs WHERE run_id = ?", (run_id,))
-        return decode_row(claimed[0])
+        row = decode_row(claimed[0])
+        if row is None:
+            return None
+        # The thread is busy while its run runs (set here, in the claim's transaction, rather
+        # than in a transaction of its own when the executor starts).
+        await self.db._execute(
+            tx, "UPDATE threads SET status = 'busy', updated_at = ? WHERE tenant_id = ?"
+            " AND thread_id = ?", (now, row["tenant_id"], row["thread_id"]),
+        )
+        return row
 
     async def count_pending(self) -> int:
         row = await self.db.fetchone("SELECT COUNT(*) AS n FROM runs WHERE status = 'pending'")
