@@ -125,6 +125,16 @@ async def test_stream_message(url: str) -> None:
     assert artifact.task_id == events[0].task.id
 
 
+async def test_stream_outlasting_heartbeats(url: str) -> None:
+    # The e2e server sends SSE heartbeat comments every 0.5 s; a run longer than that
+    # interleaves them with the JSON-RPC events, which the client must skip.
+    async with a2a_client(url, "slow", streaming=True) as client:
+        events = await send(client, user_data({"delay": 1.2, "marker": "hb"}))
+    assert events[-1].status_update.status.state == TaskState.TASK_STATE_COMPLETED
+    artifact = next(e.artifact_update for e in events if e.HasField("artifact_update"))
+    assert "slept:hb" in get_artifact_text(artifact.artifact)
+
+
 async def test_cancel_slow_task(url: str) -> None:
     async with a2a_client(url, "slow") as client:
         [event] = await send(client, user_data({"delay": 30, "marker": "a2a"}), blocking=False)

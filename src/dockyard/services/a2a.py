@@ -263,7 +263,7 @@ class A2AService:
                          "run_status": row["status"]},
         }
         if state in ("completed", "failed", "input-required"):
-            if not have_values:
+            if not have_values and state != "input-required":
                 values = await self.runs.result(tenant, row)
             if state == "completed":
                 task["artifacts"] = [{
