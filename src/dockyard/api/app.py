@@ -13,7 +13,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dockyard.api import assistants, crons, ops, protocol, runs, store, threads, webhooks
+from dockyard.api import (
+    agent_protocols,
+    assistants,
+    crons,
+    ops,
+    protocol,
+    runs,
+    store,
+    threads,
+    webhooks,
+)
 from dockyard.config import ProjectConfig, Settings
 from dockyard.errors import DockyardError
 from dockyard.services.core import Dockyard
@@ -164,6 +174,10 @@ def create_app(
     if not http.get("disable_runs"):
         app.include_router(webhooks.router)  # the delivery log of runs' webhooks
     app.include_router(webhooks.triggers_router)  # 404 trigger_not_found unless configured
+    if not http.get("disable_mcp"):
+        app.include_router(agent_protocols.mcp_router)  # assistants as MCP tools
+    if not http.get("disable_a2a"):
+        app.include_router(agent_protocols.a2a_router)  # assistants as A2A agents, their cards
     if http.get("cors"):
         from starlette.middleware.cors import CORSMiddleware
 

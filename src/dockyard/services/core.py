@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from dockyard import __version__
 from dockyard.config import ProjectConfig, Settings
 from dockyard.errors import ConfigError
 from dockyard.runtime.executor import ExecutionDeps
@@ -19,9 +20,11 @@ from dockyard.runtime.metrics import Metrics
 from dockyard.runtime.tracing import run_tracer, tracer_provider_from_env
 from dockyard.runtime.webhooks import UrlPolicy, WebhookDeliverer
 from dockyard.runtime.worker import WorkerPool
+from dockyard.services.a2a import A2AService
 from dockyard.services.assistants import AssistantService
 from dockyard.services.cron_scheduler import CronScheduler
 from dockyard.services.crons import CronService
+from dockyard.services.mcp import McpService
 from dockyard.services.protocol import ThreadProtocol
 from dockyard.services.runs import RunService
 from dockyard.services.store import StoreService
@@ -43,6 +46,7 @@ DEFAULT_TENANT = "default"
 
 HTTP_KEYS = {
     "cors", "disable_assistants", "disable_threads", "disable_runs", "disable_store", "disable_meta",
+    "disable_mcp", "disable_a2a",
 }
 THREAD_TTL_KEYS = {"strategy", "default_ttl", "sweep_interval_minutes"}
 STORE_KEYS = {"ttl"}
@@ -159,6 +163,8 @@ class Dockyard:
         self.triggers = TriggerService(section.triggers, TriggerEvents(self.storage), self.runs)
         self.store_api = StoreService(self.store)
         self.protocol = ThreadProtocol(self.runs, self.threads)
+        self.mcp = McpService(self.assistants, self.runs, version=__version__)
+        self.a2a = A2AService(self.assistants, self.threads, self.runs)
         self.crons = CronService(self.storage, self.runs, self.notify_crons)
         self.scheduler = CronScheduler(
             self.crons, poll_seconds=settings.cron_poll_seconds,
