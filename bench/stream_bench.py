@@ -53,6 +53,20 @@ def is_root_end(ev: dict[str, Any]) -> bool:
         p["data"]["event"] in ("completed", "failed")
 
 
+async def consume(events: Any, t0: float) -> tuple[float, float, int]:
+    """(time to the first token, events/s, events) of one run's stream, read to its end."""
+    first = None
+    n = 0
+    async for ev in events:
+        n += 1
+        if first is None and is_delta(ev):
+            first = time.perf_counter() - t0
+        if is_root_end(ev):
+            break
+    total = time.perf_counter() - t0
+    return first or total, n / total, n
+
+
 async def inproc_sample(saver: Any) -> tuple[float, float, int]:
     sys.path.insert(0, str(PROJECT))
     import warnings
@@ -90,19 +104,9 @@ async def sse_sample(http: httpx.AsyncClient) -> tuple[float, float, int]:
             "params": {"assistant_id": "tokens",
                        "input": {"messages": [{"role": "user", "content": "go"}]}}})
         assert r.json()["type"] == "success", r.text
-        first = None
-        n = 0
-        async for line in resp.aiter_lines():
-            if not line.startswith("data: "):
-                continue
-            ev = json.loads(line[6:])
-            n += 1
-            if first is None and is_delta(ev):
-                first = time.perf_counter() - t0
-            if is_root_end(ev):
-                break
-        total = time.perf_counter() - t0
-    return first or total, n / total, n
+        sse = (json.loads(line[6:]) async for line in resp.aiter_lines()
+               if line.startswith("data: "))
+        return await consume(sse, t0)
 
 
 async def ws_sample(http: httpx.AsyncClient, url: str) -> tuple[float, float, int]:
@@ -116,19 +120,9 @@ async def ws_sample(http: httpx.AsyncClient, url: str) -> tuple[float, float, in
         await ws.send(json.dumps({"id": 2, "method": "run.start", "params": {
             "assistant_id": "tokens",
             "input": {"messages": [{"role": "user", "content": "go"}]}}}))
-        first = None
-        n = 0
-        while True:
-            ev = json.loads(await ws.recv())
-            if ev.get("type") != "event":
-                continue
-            n += 1
-            if first is None and is_delta(ev):
-                first = time.perf_counter() - t0
-            if is_root_end(ev):
-                break
-        total = time.perf_counter() - t0
-    return first or total, n / total, n
+        frames = (f async for f in (json.loads(raw) async for raw in ws)
+                  if f.get("type") == "event")
+        return await consume(frames, t0)
 
 
 async def idle_clients(server: ServerProcess, clients: int) -> dict[str, Any]:

@@ -43,6 +43,15 @@ async def _body(request: Request) -> Any:
         raise InvalidInput(f"Request body is not valid JSON: {exc}", code="invalid_json") from exc
 
 
+def _not_a_command(cmd: Any) -> dict[str, Any] | None:
+    """The error envelope for something that is not a command envelope, else None."""
+    if isinstance(cmd, dict) and isinstance(cmd.get("id"), int) \
+            and isinstance(cmd.get("method"), str):
+        return None
+    return error(cmd.get("id") if isinstance(cmd, dict) else None, "invalid_argument",
+                 "a command is an object with an integer id and a string method")
+
+
 def _since(body: dict[str, Any]) -> int | None:
     since = body.get("since")
     if since is None:
@@ -58,11 +67,9 @@ async def thread_command(
     tenant: str = Depends(tenant_of),
 ) -> Response:
     cmd = await _body(request)
-    if not isinstance(cmd, dict) or not isinstance(cmd.get("id"), int) \
-            or not isinstance(cmd.get("method"), str):
-        return _json(error(cmd.get("id") if isinstance(cmd, dict) else None, "invalid_argument",
-                           "a command is an object with an integer id and a string method"),
-                     400)
+    bad = _not_a_command(cmd)
+    if bad is not None:
+        return _json(bad, 400)
     return _json(await app.protocol.command(tenant, thread_id, cmd))
 
 
@@ -115,11 +122,9 @@ async def thread_socket(websocket: WebSocket, thread_id: str) -> None:
             except orjson.JSONDecodeError:
                 await send(orjson.dumps(error(None, "invalid_argument", "frame is not valid JSON")))
                 continue
-            if not isinstance(cmd, dict) or not isinstance(cmd.get("id"), int) \
-                    or not isinstance(cmd.get("method"), str):
-                await send(orjson.dumps(error(
-                    cmd.get("id") if isinstance(cmd, dict) else None, "invalid_argument",
-                    "a command is an object with an integer id and a string method")))
+            bad = _not_a_command(cmd)
+            if bad is not None:
+                await send(orjson.dumps(bad))
                 continue
             method, params = cmd["method"], cmd.get("params") or {}
             if method == "subscription.subscribe":

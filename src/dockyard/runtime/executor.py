@@ -275,14 +275,12 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
                 log.warning("run_end_not_published run_id=%s error=%s", run_id, exc.code)
 
 
-async def _stream(
+async def _run_options(
     deps: ExecutionDeps, run: dict[str, Any], graph: Any, config: dict[str, Any],
     context: dict[str, Any],
-) -> None:
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """The graph input, config and stream options of a run, for either way of streaming."""
     kwargs = run["kwargs"]
-    modes: list[str] = kwargs.get("stream_mode") or ["values"]
-    lg_modes = langgraph_modes(modes)
-    subgraphs = bool(kwargs.get("stream_subgraphs"))
     graph_input = await _input_for(deps, run, graph)
     if graph_input is RESUME:
         # Continue from the thread's latest checkpoint (this run's own), not the fork point.
@@ -291,14 +289,25 @@ async def _stream(
             k: v for k, v in config["configurable"].items() if k != "checkpoint_id"
         }}
     options: dict[str, Any] = {
-        "stream_mode": lg_modes or ["values"],
-        "subgraphs": subgraphs,
         "interrupt_before": kwargs.get("interrupt_before"),
         "interrupt_after": kwargs.get("interrupt_after"),
         "durability": kwargs.get("durability") or "sync",
     }
     if context:
         options["context"] = context
+    return graph_input, config, options
+
+
+async def _stream(
+    deps: ExecutionDeps, run: dict[str, Any], graph: Any, config: dict[str, Any],
+    context: dict[str, Any],
+) -> None:
+    kwargs = run["kwargs"]
+    modes: list[str] = kwargs.get("stream_mode") or ["values"]
+    lg_modes = langgraph_modes(modes)
+    subgraphs = bool(kwargs.get("stream_subgraphs"))
+    graph_input, config, options = await _run_options(deps, run, graph, config, context)
+    options.update({"stream_mode": lg_modes or ["values"], "subgraphs": subgraphs})
     acc = MessageAccumulator() if "messages" in modes else None
     publish = deps.bus.publish
     run_id = run["run_id"]
@@ -326,20 +335,7 @@ async def _stream_protocol(
     context: dict[str, Any], proto: ProtocolPublisher,
 ) -> None:
     """Run the graph with LangGraph's v3 event stream and publish it on the thread's channel."""
-    kwargs = run["kwargs"]
-    graph_input = await _input_for(deps, run, graph)
-    if graph_input is RESUME:
-        graph_input = None
-        config = {**config, "configurable": {
-            k: v for k, v in config["configurable"].items() if k != "checkpoint_id"
-        }}
-    options: dict[str, Any] = {
-        "interrupt_before": kwargs.get("interrupt_before"),
-        "interrupt_after": kwargs.get("interrupt_after"),
-        "durability": kwargs.get("durability") or "sync",
-    }
-    if context:
-        options["context"] = context
+    graph_input, config, options = await _run_options(deps, run, graph, config, context)
     compiled = set(getattr(graph, "stream_transformers", None) or ())
     extra = [t for t in protocol_transformers() if t not in compiled]
     with warnings.catch_warnings():
