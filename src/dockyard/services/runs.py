@@ -62,6 +62,7 @@ class RunService:
         self.threads = threads
         self.notify = notify
         self.webhook_policy = webhook_policy
+        self._announcing: set[asyncio.Future[None]] = set()
         self.max_queue_depth = max_queue_depth
 
     # ---- create ------------------------------------------------------------------------
@@ -80,7 +81,11 @@ class RunService:
         async with self.deps.storage.transaction() as tx:
             run = await self.write(tx, tenant, prepared)
         self.notify()
-        await self.announce(run)
+        # Joiners of the thread's stream learn of the run off the request path (a Redis
+        # round trip); the run does not wait for it.
+        task = asyncio.ensure_future(self.announce(run))
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
         return public_run(run)
 
     async def state_updated(self, thread_id: str, update: dict[str, Any]) -> None:
@@ -96,8 +101,8 @@ class RunService:
         try:
             await self.bus.publish(thread_runs_channel(run["thread_id"]), "run",
                                    run["run_id"].encode())
-        except DockyardError as exc:  # the run exists; a joiner finds it on its next look
-            log.warning("run_not_announced run_id=%s error=%s", run["run_id"], exc.code)
+        except Exception as exc:  # the run exists; a joiner only misses it live
+            log.warning("run_not_announced run_id=%s error=%s", run["run_id"], exc)
 
     async def check(self, payload: dict[str, Any], *, stateless: bool) -> None:
         """Validate a run payload without touching storage (crons check theirs at creation,
