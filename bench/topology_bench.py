@@ -534,23 +534,31 @@ def _sizes_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int
 
 async def bench_checkpoint(dbs: Databases, steps: int) -> dict[str, Any]:
     out: dict[str, Any] = {"ok": True, "steps": steps}
-    # Through Dockyard: runs.wait on an API process, executed by a worker process.
+    # Through Dockyard: runs.wait on an API process, executed by a worker process; the list
+    # in a plain add_messages channel, then in LangGraph's DeltaChannel.
+    for graph_id, key in (("growing", "dockyard"), ("growing_delta", "dockyard_delta")):
+        out[key] = await _checkpoint_run(dbs, steps, graph_id)
+    out.update(await _checkpoint_saver(dbs, steps))
+    return out
+
+
+async def _checkpoint_run(dbs: Databases, steps: int, graph_id: str) -> dict[str, Any]:
     with dbs.fresh("ckpt") as url:
         await migrate(url)
         cluster = Cluster("ckpt", url, apis=1, workers=1, worker_concurrency=4)
         try:
             await cluster.start()
-            driver = Driver(cluster.urls, graph_id="growing")
+            driver = Driver(cluster.urls, graph_id=graph_id)
             try:
                 client = driver.clients[0]
                 # A short run first, so imports and pools are warm; its bytes are subtracted.
                 t0 = (await client.threads.create())["thread_id"]
-                await client.runs.wait(t0, "growing", input={"target": 2})
+                await client.runs.wait(t0, graph_id, input={"target": 2})
                 before = checkpoint_bytes(url)
                 tid = (await client.threads.create())["thread_id"]
                 started = time.perf_counter()
                 final = await asyncio.wait_for(client.runs.wait(
-                    tid, "growing", input={"target": steps}, durability="sync",
+                    tid, graph_id, input={"target": steps}, durability="sync",
                     config={"recursion_limit": steps + 10}), 600)
                 wall = time.perf_counter() - started
                 after = checkpoint_bytes(url)
@@ -569,10 +577,13 @@ async def bench_checkpoint(dbs: Databases, steps: int) -> dict[str, Any]:
         raise RuntimeError(f"expected {steps} messages, got {len(messages)}")
     unique = state_bytes(messages)
     disk = _sizes_delta(before, after)
-    out["dockyard"] = {"ms_per_step": run_s * 1000 / steps, "wall_ms_per_step": wall * 1000 / steps,
-                       "bytes": disk, "total_bytes": sum(disk.values()), "unique_bytes": unique,
-                       "ratio": sum(disk.values()) / unique["json"]}
+    return {"ms_per_step": run_s * 1000 / steps, "wall_ms_per_step": wall * 1000 / steps,
+            "bytes": disk, "total_bytes": sum(disk.values()), "unique_bytes": unique,
+            "ratio": sum(disk.values()) / unique["json"]}
 
+
+async def _checkpoint_saver(dbs: Databases, steps: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     # langgraph's own saver, in this process: the same graph, no server.
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
@@ -768,6 +779,7 @@ def render(report: dict[str, Any]) -> str:
                 "| ms/step | checkpoint tables (MB) | unique state (KB) | disk / state |",
                 "|---|---|---|---|---|"]
         for key, label in (("dockyard", "Dockyard run path (API + worker, PostgreSQL)"),
+                           ("dockyard_delta", "Dockyard run path, the list in a DeltaChannel"),
                            ("langgraph_saver", "langgraph AsyncPostgresSaver, in-process")):
             r = ck[key]
             out.append(f"| {label} | {r['ms_per_step']:.2f} | {r['total_bytes'] / 1e6:.1f} | "

@@ -4,7 +4,8 @@
 ``slow_chain`` runs s1 → … → s6, each node sleeping ``pause`` seconds (default 0.5), so a worker
 can be killed in the middle of a run. ``growing`` appends one 2 KB message per step until the
 state holds ``target`` messages (default 300): the checkpoint-cost workload, whose state is a
-list that grows by one message a step.
+list that grows by one message a step. ``growing_delta`` is the same with the list in
+LangGraph's ``DeltaChannel``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import operator
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AIMessage
+from langgraph.channels.delta import DeltaChannel
 from langgraph.graph import END, START, StateGraph
-from langgraph.graph.message import add_messages
+from langgraph.graph.message import _messages_delta_reducer, add_messages
 
 MESSAGE_CHARS = 2048
 CHAIN = ("s1", "s2", "s3", "s4", "s5", "s6")
@@ -76,3 +78,17 @@ _growing.add_edge(START, "grow")
 _growing.add_conditional_edges("grow", more, ["grow", END])
 growing_builder = _growing
 growing = _growing.compile()
+
+
+class GrowingDeltaState(TypedDict, total=False):
+    # LangGraph's DeltaChannel (beta): checkpoints store the step's writes, not the whole list
+    # again; a snapshot every 100 updates bounds the replay on read. Opt-in, per state key.
+    messages: Annotated[list[Any], DeltaChannel(_messages_delta_reducer)]
+    target: int
+
+
+_growing_delta = StateGraph(GrowingDeltaState)
+_growing_delta.add_node("grow", grow)
+_growing_delta.add_edge(START, "grow")
+_growing_delta.add_conditional_edges("grow", more, ["grow", END])
+growing_delta = _growing_delta.compile()
