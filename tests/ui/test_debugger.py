@@ -133,3 +133,15 @@ def test_errors_are_shown_in_place(page: Any) -> None:
     assert alert.inner_text().strip()
     page.goto('/ui/#/threads?metadata={"x":')
     page.locator(".alert-error", has_text="not valid JSON").wait_for()
+
+
+def test_cancelling_a_running_run_from_the_thread_page(page: Any) -> None:
+    page.goto("/ui/#/agents/slow")
+    form = page.locator('[data-form="start-run"]')
+    form.locator('input[name="delay"]').fill("60")
+    page.click('[data-action="start-run"]')
+    page.wait_for_url("**/ui/#/threads/*")
+    page.locator("[data-live-run] .live-custom").wait_for()  # the node's custom ticks, live
+    page.locator('[data-table="runs"] tr[data-status="running"] [data-action="cancel-run"]').click()
+    page.locator("[data-live-run] .live-error", has_text="cancelled").wait_for()
+    page.locator('[data-table="runs"] tr[data-status="running"]').wait_for(state="detached")

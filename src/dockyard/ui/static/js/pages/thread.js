@@ -131,6 +131,14 @@ async function loadRuns(ctx) {
     guard(ctx, ctx.ui.runs, "Cannot list runs")(err);
     return;
   }
+  // Runs not started through the thread protocol have no live events here: while one is
+  // active, look again shortly (one timer at a time; it dies with the page's signal).
+  if (ctx.runs.some((r) => r.status === "pending" || r.status === "running") && !ctx.poll) {
+    ctx.poll = setTimeout(() => {
+      ctx.poll = null;
+      if (!ctx.signal.aborted) reloadAll(ctx);
+    }, 1500);
+  }
   if (!ctx.runs.length) {
     clear(ctx.ui.runs, empty("No runs on this thread yet"));
     return;
