@@ -98,8 +98,14 @@ export function drawGraph(graph) {
     const x2 = b.x + b.w / 2;
     let d;
     if (back.has(e) || b.y <= a.y) {
-      const side = Math.max(a.x + a.w, b.x + b.w) + 40;
-      d = `M${a.x + a.w},${a.y + NODE_H / 2} C${side},${a.y + NODE_H / 2} ${side},${b.y + NODE_H / 2} ${b.x + b.w},${b.y + NODE_H / 2}`;
+      // Route a back edge around the right of every node between its two ends.
+      const top = Math.min(a.y, b.y);
+      const bottom = Math.max(a.y, b.y);
+      const side = Math.max(...nodes.filter((n) => n.y >= top && n.y <= bottom).map((n) => n.x + n.w)) + 36;
+      // Leave below the source (a neighbour may sit on its right), come in on the target's right.
+      const sx = a.x + a.w * 0.7;
+      d = `M${sx},${a.y + NODE_H} C${sx},${a.y + NODE_H + 30} ${side},${a.y + NODE_H + 30} ${side},${a.y} `
+        + `S${side},${b.y + NODE_H / 2} ${b.x + b.w},${b.y + NODE_H / 2}`;
     } else {
       const y1 = a.y + NODE_H;
       const y2 = b.y;

@@ -255,8 +255,8 @@ function onLiveEvent(ctx, msg) {
   }
   if (method === "tools") {
     const row = nodeRow(group, nodeName(p, d.metadata?.langgraph_node || d.node || "tools"));
-    row.body.append(h("div", { class: "tool-event" }, h("span", { class: "tag" }, d.event || "tool"),
-      h("code", {}, d.name || d.tool_name || ""), d.input !== undefined ? jsonBlock(d.input, "json-small") : null,
+    row.body.append(h("div", { class: "tool-event" },
+      h("div", { class: "tool-head" }, h("span", { class: "tag" }, d.event || "tool"), h("code", {}, d.name || d.tool_name || "")), d.input !== undefined ? jsonBlock(d.input, "json-small") : null,
       d.output !== undefined ? jsonBlock(d.output, "json-small") : null,
       d.error ? h("div", { class: "live-error" }, String(d.error.message || d.error)) : null));
     return;
@@ -291,7 +291,8 @@ async function loadHistory(ctx, reset) {
   ctx.historyDone = page.length < PAGE;
   renderTimeline(ctx);
   const keep = ctx.selected && ctx.history.find((c) => c.checkpoint_id === ctx.selected);
-  if (reset && !keep && ctx.history.length) select(ctx, ctx.history[0].checkpoint_id);
+  // Follow the newest checkpoint unless the user picked one that still exists.
+  if (reset && (!keep || !ctx.userSelected) && ctx.history.length) select(ctx, ctx.history[0].checkpoint_id);
   else if (keep && reset) select(ctx, ctx.selected);
 }
 
@@ -349,7 +350,10 @@ function renderTimeline(ctx) {
         branchStarts.has(c.checkpoint_id) ? h("span", { class: "tag tag-fork" }, "branch") : null,
         i === 0 ? h("span", { class: "tag" }, "latest") : null,
         off ? h("span", { class: "tag", title: "Not an ancestor of the latest checkpoint" }, "earlier branch") : null)));
-    row.addEventListener("click", () => select(ctx, c.checkpoint_id));
+    row.addEventListener("click", () => {
+      ctx.userSelected = true;
+      select(ctx, c.checkpoint_id);
+    });
     return row;
   }));
   if (ctx.historyDone) clear(ctx.ui.more, h("div", { class: "muted small center" }, `${ctx.history.length} checkpoints`));
@@ -428,6 +432,7 @@ function forkForm(ctx, cp) {
     await loadRuns(ctx);
     await api("GET", `/threads/${ctx.threadId}/runs/${run.run_id}/join`, undefined, { signal: ctx.signal });
     ctx.selected = null;
+    ctx.userSelected = false;
     await reloadAll(ctx);
   }));
   return h("div", { class: "stack" },
