@@ -27,6 +27,7 @@ from dockyard.api import (
 from dockyard.config import ProjectConfig, Settings
 from dockyard.errors import DockyardError
 from dockyard.services.core import Dockyard
+from dockyard.ui import mount_ui
 
 log = logging.getLogger("dockyard.api")
 
@@ -178,6 +179,8 @@ def create_app(
         app.include_router(agent_protocols.mcp_router)  # assistants as MCP tools
     if not http.get("disable_a2a"):
         app.include_router(agent_protocols.a2a_router)  # assistants as A2A agents, their cards
+    # The visual debugger: static pages that call the public API above, nothing else.
+    mount_ui(app)
     if http.get("cors"):
         from starlette.middleware.cors import CORSMiddleware
 
