@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypedDict
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
+from langgraph.channels.delta import DeltaChannel
 from langgraph.config import get_store, get_stream_writer
 from langgraph.func import entrypoint, task
 from langgraph.graph import END, START, MessagesState, StateGraph
@@ -216,3 +217,25 @@ _ledger.add_edge("l1", "l2")
 _ledger.add_edge("l2", "l3")
 _ledger.add_edge("l3", END)
 ledger = _ledger.compile()
+
+
+class DeltaSteps(TypedDict, total=False):
+    # LangGraph's DeltaChannel (beta): checkpoints store each step's writes, not the whole list.
+    steps: Annotated[list[str], DeltaChannel(lambda state, writes: state + [x for w in writes for x in w],
+                                              snapshot_frequency=3)]
+    target: int
+
+
+def _delta_step(state: DeltaSteps) -> dict[str, Any]:
+    return {"steps": [f"s{len(state.get('steps', []))}"]}
+
+
+def _delta_more(state: DeltaSteps) -> str:
+    return "step" if len(state.get("steps", [])) < state.get("target", 3) else END
+
+
+_delta = StateGraph(DeltaSteps)
+_delta.add_node("step", _delta_step)
+_delta.add_edge(START, "step")
+_delta.add_conditional_edges("step", _delta_more, ["step", END])
+delta = _delta.compile()
