@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TOOLS := deploy/tools
 HELM := $(TOOLS)/node_modules/.bin/helm
 
-.PHONY: dev test test-sqlite test-postgres sdk-suite lint typecheck unit e2e bench clean setup helm
+.PHONY: dev test test-sqlite test-postgres test-ui sdk-suite lint typecheck unit e2e bench clean setup helm
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,10 +41,15 @@ unit: $(STAMP) $(HELM)
 	$(BIN)/pytest tests/unit -q
 
 # The whole suite on SQLite, then the storage-backed suites (unit, e2e) again on PostgreSQL.
-test: $(STAMP) $(HELM) lint typecheck test-sqlite test-postgres sdk-suite
+test: $(STAMP) $(HELM) lint typecheck test-sqlite test-ui test-postgres sdk-suite
 
 test-sqlite: $(STAMP) $(HELM)
-	DOCKYARD_TEST_DATABASE=sqlite $(BIN)/pytest tests -q
+	DOCKYARD_TEST_DATABASE=sqlite $(BIN)/pytest tests -q --ignore=tests/ui
+
+# The debugger UI's browser tests (Playwright + /usr/bin/chromium) in a pytest process of their
+# own: Playwright's sync API keeps an event loop running in the main thread for the session.
+test-ui: $(STAMP)
+	DOCKYARD_TEST_DATABASE=sqlite $(BIN)/pytest tests/ui -q
 
 # PostgreSQL at 127.0.0.1:5432 (or DOCKYARD_TEST_POSTGRES_URL); with CI=true an unreachable
 # server fails the pass instead of skipping it.

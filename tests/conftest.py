@@ -177,3 +177,17 @@ async def db(new_database: NewDatabase, tmp_path: Path) -> AsyncIterator[Storage
     await storage.migrate()
     yield storage
     await storage.close()
+
+
+UI_DIR = Path(__file__).parent / "ui"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests need a pytest process of their own (``make test-ui``): Playwright's sync API
+    keeps an event loop running in the main thread for the whole session, which breaks every
+    asyncio test after it. In a mixed session they are skipped, saying so."""
+    ui = [i for i in items if UI_DIR in Path(str(i.fspath)).parents]
+    if ui and len(ui) < len(items):
+        reason = "browser tests run in their own pytest process: pytest tests/ui (make test-ui)"
+        for item in ui:
+            item.add_marker(pytest.mark.skip(reason=reason))

@@ -81,7 +81,8 @@ def _serve(args: argparse.Namespace, *, dev: bool) -> int:
     reload = dev and not args.no_reload
     print(
         f"\n  Dockyard {__version__} {'(dev)' if dev else ''}\n"
-        f"  - API:     {url}\n  - Docs:    {url}/docs\n  - OpenAPI: {url}/openapi.json\n"
+        f"  - API:     {url}\n  - UI:      {url}/ui\n  - Docs:    {url}/docs\n"
+        f"  - OpenAPI: {url}/openapi.json\n"
         f"  - Graphs:  {', '.join(project.graphs)}\n"
         f"  - Data:    {settings.masked_database_url or settings.sqlite_path(project.root)}\n"
         f"  - Role:    {role}{' (runs execute in `dockyard worker` processes)' if role == 'api' else ''}\n"
