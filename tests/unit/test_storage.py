@@ -501,3 +501,41 @@ async def test_notify_wakes_listeners_across_processes_and_survives_a_lost_conne
     finally:
         await api.close()
         await worker.close()
+
+
+@postgres_only
+async def test_caps_hold_across_processes(new_database: NewDatabase) -> None:
+    """Tenant and assistant caps are check-then-act: claimers in several processes (here:
+    pools) racing for one tenant never run more than the cap at once."""
+    url = new_database()
+    storages = [PostgresStorage(url) for _ in range(4)]
+    for s in storages:
+        await s.open()
+    try:
+        runs = {await _enqueue(RunQueue(storages[0]), new_id()) for _ in range(24)}
+        finished: list[str] = []
+        running: set[str] = set()
+        peak = 0
+
+        async def worker(storage: Storage, name: str) -> None:
+            nonlocal peak
+            queue = RunQueue(storage)
+            while len(finished) < len(runs):
+                run = await queue.claim(name, lease_seconds=30, tenant_limit=2)
+                if run is None:
+                    await asyncio.sleep(0.002)
+                    continue
+                running.add(run["run_id"])
+                peak = max(peak, len(running))
+                await asyncio.sleep(0.005)
+                running.discard(run["run_id"])
+                await queue.finish(run["run_id"], "success")
+                finished.append(run["run_id"])
+
+        await asyncio.wait_for(
+            asyncio.gather(*(worker(s, f"w{i}") for i, s in enumerate(storages))), 60)
+        assert sorted(finished) == sorted(runs)
+        assert peak <= 2
+    finally:
+        for s in storages:
+            await s.close()

@@ -11,6 +11,8 @@ Dialect hooks (``SqliteStorage`` in sqlite.py, ``PostgresStorage`` in postgres.p
                                       holds an advisory lock around ``migrate``
 * ``row_lock`` / ``claim_lock``       row locking (SQLite: one writer, nothing to add;
                                       PostgreSQL: ``FOR UPDATE`` / ``FOR UPDATE SKIP LOCKED``)
+* ``lock_key``                        serialise transactions on a name (SQLite: its one writer
+                                      already does; PostgreSQL: a transaction advisory lock)
 * ``checkpointer``                    the LangGraph checkpoint saver bound to the same database
 * ``delete_checkpoints`` / ``copy_checkpoints``   SQL over the saver's tables
 * error translation                   driver errors become ``StorageError`` (``Conflict`` for
@@ -93,6 +95,11 @@ class Storage(abc.ABC):
     claim_lock: str = ""
 
     # ---- dialect hooks -------------------------------------------------------------------
+    async def lock_key(self, tx: Any, key: str) -> None:  # noqa: B027 - optional hook
+        """Hold a lock named ``key`` until ``tx`` ends, so check-then-act on shared counts
+        (the queue's concurrency caps) is not raced by another process. SQLite's single
+        writer (BEGIN IMMEDIATE) already serialises the transactions: nothing to do."""
+
     @abc.abstractmethod
     async def open(self) -> None: ...
 

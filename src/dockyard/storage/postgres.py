@@ -147,6 +147,9 @@ class PostgresStorage(Storage):
     row_lock = " FOR UPDATE"
     claim_lock = " FOR UPDATE SKIP LOCKED"
 
+    async def lock_key(self, tx: Any, key: str) -> None:
+        await self._execute(tx, "SELECT pg_advisory_xact_lock(hashtext(?))", (f"dockyard:{key}",))
+
     def __init__(
         self, url: str, *, min_size: int = 1, max_size: int = 20, connect_timeout: float = 5.0
     ) -> None:

@@ -136,8 +136,12 @@ class RunQueue:
                 t for t in tenants if t <= self._last_tenant
             ]
             for tenant in tenants:
-                if tenant_limit and await self._running(tx, "tenant_id", tenant) >= tenant_limit:
-                    continue
+                # Caps are check-then-act: other processes claiming for the same tenant (or
+                # assistant) wait on a lock until this transaction ends, so they count this run.
+                if tenant_limit:
+                    await self.db.lock_key(tx, f"cap:tenant:{tenant}")
+                    if await self._running(tx, "tenant_id", tenant) >= tenant_limit:
+                        continue
                 rows = await self.db._fetch(
                     tx,
                     "SELECT r.run_id, r.assistant_id FROM runs r WHERE r.status = 'pending'"
@@ -150,10 +154,12 @@ class RunQueue:
                     (tenant, now),
                 )
                 for row in rows:
-                    if assistant_limit and await self._running(
-                        tx, "assistant_id", row["assistant_id"]
-                    ) >= assistant_limit:
-                        continue
+                    if assistant_limit:
+                        await self.db.lock_key(tx, f"cap:assistant:{row['assistant_id']}")
+                        if await self._running(
+                            tx, "assistant_id", row["assistant_id"]
+                        ) >= assistant_limit:
+                            continue
                     self._last_tenant = tenant
                     return await self._take(tx, row["run_id"], worker_id, lease_seconds, now)
         return None
