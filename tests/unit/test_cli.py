@@ -33,5 +33,5 @@ def test_worker_on_sqlite_refuses_with_a_reason(
     monkeypatch.delenv("DOCKYARD_DATABASE_URL", raising=False)
     monkeypatch.delenv("DOCKYARD_REDIS_URL", raising=False)
     monkeypatch.setenv("DOCKYARD_CONFIG", "")  # main() exports it; restored after the test
-    assert main(["worker", "tests/e2e/project"]) == 2
+    assert main(["worker", "tests/e2e/project", "--insecure"]) == 2
     assert "postgresql://" in capsys.readouterr().err

@@ -46,6 +46,7 @@ JSON_COLUMNS = {
     "error",
     "payload",
     "value",
+    "detail",
 }
 
 SORTABLE = {
