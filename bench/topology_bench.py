@@ -206,14 +206,14 @@ class Cluster:
 
     def _api(self, i: int) -> ServerProcess:
         port = free_port()
-        argv = [str(VENV_BIN / "dockyard"), "serve", str(PROJECT), "--port", str(port)]
+        argv = [str(VENV_BIN / "dockyard"), "serve", str(PROJECT), "--port", str(port), "--insecure"]
         return ServerProcess(f"{self.name}-api{i}", argv, port, cwd=REPO_DIR, env=self.env,
                              log_path=RESULTS_DIR / f"topology-{self.name}-api{i}.log")
 
     def _worker(self, i: int) -> ServerProcess:
         port = free_port()  # /metrics and /ok: how a worker tells it is up
         argv = [str(VENV_BIN / "dockyard"), "worker", str(PROJECT), "--concurrency",
-                str(self.worker_concurrency), "--metrics-port", str(port)]
+                str(self.worker_concurrency), "--metrics-port", str(port), "--insecure"]
         return ServerProcess(f"{self.name}-worker{i}", argv, port, cwd=REPO_DIR, env=self.env,
                              log_path=RESULTS_DIR / f"topology-{self.name}-worker{i}.log")
 

@@ -1,4 +1,5 @@
-"""``dockyard`` command line: dev (one process, reload), serve, migrate.
+"""``dockyard`` command line: dev (one process, reload), serve, worker, migrate, and the
+administration of teams: tenants and API keys.
 
 Every flag names the ``DOCKYARD_*`` variable it sets; flags are passed to the server process
 through those variables, so a reloaded process sees exactly the same settings.
@@ -11,6 +12,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from dockyard import __version__
 from dockyard.config import Settings, find_config_file, load_project
@@ -31,6 +33,10 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=["text", "json"],
                    help="text, or json: one object per line (DOCKYARD_LOG_FORMAT, default text)")
     p.add_argument("--redis-url", help="Redis URL for events across processes (DOCKYARD_REDIS_URL)")
+    p.add_argument("--auth", choices=["none", "keys"],
+                   help="keys: API keys required; none: no auth (DOCKYARD_AUTH, default none)")
+    p.add_argument("--insecure", action="store_true",
+                   help="serve/worker: allow DOCKYARD_AUTH=none (every caller is an admin)")
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -42,7 +48,7 @@ def _export(args: argparse.Namespace) -> None:
         ("data_dir", "DOCKYARD_DATA_DIR"), ("database_url", "DOCKYARD_DATABASE_URL"),
         ("log_level", "DOCKYARD_LOG_LEVEL"), ("redis_url", "DOCKYARD_REDIS_URL"),
         ("concurrency", "DOCKYARD_WORKERS"), ("log_format", "DOCKYARD_LOG_FORMAT"),
-        ("metrics_port", "DOCKYARD_METRICS_PORT"),
+        ("metrics_port", "DOCKYARD_METRICS_PORT"), ("auth", "DOCKYARD_AUTH"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -61,6 +67,19 @@ def app_factory():  # type: ignore[no-untyped-def]
                       role=os.environ.get("DOCKYARD_ROLE", "all"))
 
 
+def _check_auth(settings: Settings, args: argparse.Namespace, *, dev: bool) -> str:
+    """Safe default: only `dockyard dev` (or an explicit --insecure) runs without auth."""
+    if settings.auth != "none":
+        return f"{settings.auth} (DOCKYARD_AUTH)"
+    if not dev and not getattr(args, "insecure", False):
+        raise ConfigError(
+            "refusing to start without authentication: set DOCKYARD_AUTH=keys (create keys "
+            "with `dockyard keys create --tenant T --role R`), or pass --insecure to run "
+            "with DOCKYARD_AUTH=none, where every caller is an admin", key="DOCKYARD_AUTH",
+        )
+    return "OFF (DOCKYARD_AUTH=none): every caller is an admin of tenant 'default'"
+
+
 def _serve(args: argparse.Namespace, *, dev: bool) -> int:
     import uvicorn
 
@@ -69,6 +88,7 @@ def _serve(args: argparse.Namespace, *, dev: bool) -> int:
         os.environ["DOCKYARD_DEV_MODE"] = "1"
         os.environ.setdefault("DOCKYARD_ALLOW_PRIVATE_WEBHOOKS", "true")
     settings = Settings.from_env()
+    auth = _check_auth(settings, args, dev=dev)
     project = load_project(settings.config or ".")
     role = "all"
     if not dev:
@@ -86,7 +106,10 @@ def _serve(args: argparse.Namespace, *, dev: bool) -> int:
         f"  - Graphs:  {', '.join(project.graphs)}\n"
         f"  - Data:    {settings.masked_database_url or settings.sqlite_path(project.root)}\n"
         f"  - Role:    {role}{' (runs execute in `dockyard worker` processes)' if role == 'api' else ''}\n"
-        f"  - Reload:  {'on' if reload else 'off'}\n",
+        f"  - Reload:  {'on' if reload else 'off'}\n"
+        f"  - Auth:    {auth}\n"
+        + ("\n  !! auth is off: anyone who can reach this port can do anything\n"
+           if settings.auth == "none" else ""),
         flush=True,
     )
     uvicorn.run(
@@ -134,6 +157,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     _export(args)
     settings = Settings.from_env()
+    auth = _check_auth(settings, args, dev=False)
     project = load_project(settings.config or ".")
 
     async def run() -> None:
@@ -153,7 +177,8 @@ def _worker(args: argparse.Namespace) -> int:
             f"  - Concurrency: {settings.workers}\n  - Graphs:      {', '.join(project.graphs)}\n"
             f"  - Database:    {settings.masked_database_url}\n"
             f"  - Redis:       {settings.masked_redis_url}\n"
-            f"  - Metrics:     {_ops_url(ops) or 'off (DOCKYARD_METRICS_PORT)'}\n",
+            f"  - Metrics:     {_ops_url(ops) or 'off (DOCKYARD_METRICS_PORT)'}\n"
+            f"  - Auth:        {auth}\n",
             flush=True,
         )
         await stop.wait()
@@ -187,6 +212,69 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin(args: argparse.Namespace) -> int:
+    """``dockyard tenants …`` / ``dockyard keys …`` on the configured database (the same
+    resolution as ``dockyard migrate``), migrated first (idempotent)."""
+    from dockyard.services.auth import KeyService
+    from dockyard.storage import create_storage
+
+    args.path = args.project
+    _export(args)
+    settings = Settings.from_env()
+    project = load_project(settings.config or ".")
+
+    async def run() -> int:
+        storage = create_storage(settings.database_url,
+                                 default_path=settings.sqlite_path(project.root))
+        await storage.open()
+        try:
+            await storage.migrate()
+            keys = KeyService(storage, mode="keys")
+            return await _admin_command(keys, args)
+        finally:
+            await storage.close()
+
+    return asyncio.run(run())
+
+
+async def _admin_command(keys: Any, args: argparse.Namespace) -> int:
+    if args.command == "tenants":
+        if args.action == "create":
+            row = await keys.create_tenant(args.name, args.display_name)
+            await keys.audit(tenant=row["id"], actor="cli", action="tenant.create",
+                             resource_type="tenant", resource_id=row["id"])
+            print(f"created tenant {row['id']}")
+        else:
+            for row in await keys.tenants.list():
+                print(f"{row['id']}\t{row['name']}\t{row['created_at']}")
+        return 0
+    if args.action == "create":
+        row = await keys.create_key(args.tenant, args.role, name=args.name,
+                                    expires_in_days=args.expires_in)
+        print(row["key"])
+        print(f"\nkey_id {row['key_id']}  tenant {row['tenant_id']}  role {row['role']}  "
+              f"expires {row['expires_at'] or 'never'}\n"
+              "This is the only time the key is shown; it is stored hashed.", file=sys.stderr)
+    elif args.action == "list":
+        print("key_id\tprefix\ttenant\trole\tname\tcreated_at\texpires_at\trevoked_at"
+              "\tlast_used_at")
+        for row in await keys.list_keys(args.tenant):
+            print("\t".join(str(row[k] or "-") for k in (
+                "key_id", "prefix", "tenant_id", "role", "name", "created_at", "expires_at",
+                "revoked_at", "last_used_at")))
+    else:
+        row = await keys.revoke_key(args.key_id)
+        print(f"revoked {row['key_id']} ({row['prefix']}); servers forget it within 30 s")
+    return 0
+
+
+def _admin_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--project", default=".",
+                   help="project directory or config file (DOCKYARD_CONFIG)")
+    p.add_argument("--database-url", help="database URL (DOCKYARD_DATABASE_URL)")
+    p.add_argument("--data-dir", help="local state directory (DOCKYARD_DATA_DIR)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dockyard", description=__doc__)
     parser.add_argument("--version", action="version", version=f"dockyard {__version__}")
@@ -208,6 +296,30 @@ def main(argv: list[str] | None = None) -> int:
     mig.add_argument("path", nargs="?", default=".", help="project directory or config file")
     mig.add_argument("--database-url", help="database URL (DOCKYARD_DATABASE_URL)")
     mig.add_argument("--data-dir", help="local state directory (DOCKYARD_DATA_DIR)")
+    from dockyard.services.auth import ROLE_NAMES
+
+    tenants = sub.add_parser("tenants", help="create and list tenants (teams)")
+    tsub = tenants.add_subparsers(dest="action", required=True)
+    tcreate = tsub.add_parser("create", help="create a tenant")
+    tcreate.add_argument("name", help="tenant id: lowercase letters, digits, '-', '_'")
+    tcreate.add_argument("--display-name", help="a human-readable name (default: the id)")
+    _admin_flags(tcreate)
+    _admin_flags(tsub.add_parser("list", help="list tenants"))
+    keys = sub.add_parser("keys", help="create, list and revoke API keys")
+    ksub = keys.add_subparsers(dest="action", required=True)
+    kcreate = ksub.add_parser("create", help="create an API key (printed once)")
+    kcreate.add_argument("--tenant", required=True, help="the key's tenant")
+    kcreate.add_argument("--role", required=True, choices=list(ROLE_NAMES))
+    kcreate.add_argument("--name", help="a label for the key")
+    kcreate.add_argument("--expires-in", type=float, metavar="DAYS",
+                         help="expire after DAYS days (default: never)")
+    _admin_flags(kcreate)
+    klist = ksub.add_parser("list", help="list API keys (never their secrets)")
+    klist.add_argument("--tenant", help="only this tenant's keys")
+    _admin_flags(klist)
+    krevoke = ksub.add_parser("revoke", help="revoke an API key")
+    krevoke.add_argument("key_id")
+    _admin_flags(krevoke)
     args = parser.parse_args(argv)
     # Until the command validates its settings (then `_export` applies them exactly).
     fmt = getattr(args, "log_format", None) or os.environ.get("DOCKYARD_LOG_FORMAT", "")
@@ -222,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             return _migrate(args)
         if args.command == "worker":
             return _worker(args)
+        if args.command in ("tenants", "keys"):
+            return _admin(args)
     except DockyardError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2

@@ -119,6 +119,13 @@ def _parse_log_format(name: str, raw: str) -> str:
     return fmt
 
 
+def _parse_auth(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("none", "keys"):
+        raise ConfigError(f"{name} must be 'none' or 'keys', not {raw!r}", key=name)
+    return value
+
+
 # Field name -> parser of the raw string. Fields not listed are plain strings.
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "port": lambda n, r: _parse_int(n, r, 0),
@@ -145,6 +152,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "tenant_max_running": lambda n, r: _parse_int(n, r, 0),
     "assistant_max_running": lambda n, r: _parse_int(n, r, 0),
     "cron_poll_seconds": _parse_float,
+    "auth": _parse_auth,
 }
 
 
@@ -195,6 +203,9 @@ class Settings:
     # Longest sleep of the cron scheduler between looks at the crons table; it also wakes at
     # the earliest due tick and when a cron is created or changed.
     cron_poll_seconds: float = 10.0
+    # none: every request is the default tenant's admin (dev); keys: API keys (X-Api-Key or
+    # Authorization: Bearer). `serve` and `worker` refuse `none` without --insecure.
+    auth: str = "none"
 
     @staticmethod
     def env_var(field_name: str) -> str:

@@ -72,14 +72,16 @@ class Topology:
 
     def add_api(self, project: Path = PROJECT) -> Proc:
         port = free_port()
-        p = Proc(f"api{len(self.apis)}", [str(DOCKYARD), "serve", str(project), "--port", str(port)],
+        p = Proc(f"api{len(self.apis)}", [str(DOCKYARD), "serve", str(project), "--port", str(port),
+                  "--insecure"],
                  self.env, self.tmp / f"api{len(self.apis)}.log", url=f"http://127.0.0.1:{port}")
         self.apis.append(p.start())
         return p
 
     def add_worker(self, concurrency: int = 4, project: Path = PROJECT) -> Proc:
         p = Proc(f"worker{len(self.workers)}",
-                 [str(DOCKYARD), "worker", str(project), "--concurrency", str(concurrency)],
+                 [str(DOCKYARD), "worker", str(project), "--concurrency", str(concurrency),
+                  "--insecure"],
                  self.env, self.tmp / f"worker{len(self.workers)}.log")
         self.workers.append(p.start())
         return p

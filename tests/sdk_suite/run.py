@@ -117,8 +117,8 @@ def start(mode: str, project: Path, workdir: Path) -> tuple[str, list[subprocess
                                                    "redis://127.0.0.1:6379/0")
         subprocess.run([str(BIN / "dockyard"), "migrate", str(project)], env=env, check=True,
                        cwd=workdir)
-        cmds = [[str(BIN / "dockyard"), "serve", str(project)],
-                [str(BIN / "dockyard"), "worker", str(project)]]
+        cmds = [[str(BIN / "dockyard"), "serve", str(project), "--insecure"],
+                [str(BIN / "dockyard"), "worker", str(project), "--insecure"]]
     procs, logs = [], []
     for i, cmd in enumerate(cmds):
         path = workdir / f"{mode}-{i}.log"

@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dockyard.api import (
+    admin,
     agent_protocols,
     assistants,
     crons,
@@ -24,8 +25,11 @@ from dockyard.api import (
     threads,
     webhooks,
 )
+from dockyard.api.deps import authorize
+from dockyard.api.permissions import route_table
 from dockyard.config import ProjectConfig, Settings
 from dockyard.errors import DockyardError
+from dockyard.services.auth import AuthFailure
 from dockyard.services.core import Dockyard
 from dockyard.ui import mount_ui
 
@@ -122,6 +126,8 @@ def create_app(
         version="0.1.0",
         summary="Self-hosted agent server compatible with the LangGraph Agent Server API",
         lifespan=lifespan,
+        # Authentication and the permission check of every route (api/deps.py).
+        dependencies=[Depends(authorize)],
     )
     app.state.dockyard = dockyard
 
@@ -132,6 +138,9 @@ def create_app(
         headers = None
         if exc.details.get("retry_after") is not None:
             headers = {"Retry-After": str(int(exc.details["retry_after"]))}
+        if isinstance(exc, AuthFailure):
+            headers = {"WWW-Authenticate": 'Bearer realm="dockyard"' if exc.reason == "missing"
+                       else 'Bearer realm="dockyard", error="invalid_token"'}
         return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -179,8 +188,12 @@ def create_app(
         app.include_router(agent_protocols.mcp_router)  # assistants as MCP tools
     if not http.get("disable_a2a"):
         app.include_router(agent_protocols.a2a_router)  # assistants as A2A agents, their cards
-    # The visual debugger: static pages that call the public API above, nothing else.
+    app.include_router(admin.router)  # API keys and the audit log (role admin)
+    # Every route needs an action class; a route missing from the table stops the server here.
+    # The visual debugger: its page and assets are public; its calls to the API above carry the
+    # user's key like any client's.
     mount_ui(app)
+    app.state.route_actions = route_table(app.routes)
     if http.get("cors"):
         from starlette.middleware.cors import CORSMiddleware
 

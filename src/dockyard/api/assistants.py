@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from dockyard.api.deps import app_of, select_fields, tenant_of
+from dockyard.api.deps import app_of, authorize, select_fields, tenant_of
 from dockyard.api.schemas import (
     AssistantCount,
     AssistantCreate,
@@ -15,6 +15,7 @@ from dockyard.api.schemas import (
     AssistantSearch,
     AssistantVersions,
 )
+from dockyard.services.auth import Principal
 from dockyard.services.core import Dockyard
 
 router = APIRouter(prefix="/assistants", tags=["assistants"])
@@ -26,13 +27,17 @@ def _config(body: AssistantCreate | AssistantPatch) -> dict[str, Any] | None:
 
 @router.post("")
 async def create_assistant(
-    body: AssistantCreate, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
+    body: AssistantCreate, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
+    who: Principal = Depends(authorize),
 ) -> dict[str, Any]:
-    return await app.assistants.create(
+    row = await app.assistants.create(
         tenant, graph_id=body.graph_id, assistant_id=body.assistant_id, config=_config(body),
         context=body.context, metadata=body.metadata, if_exists=body.if_exists or "raise",
         name=body.name, description=body.description,
     )
+    await app.auth.record(who, "assistant.create", "assistant", row["assistant_id"],
+                          graph_id=row["graph_id"])
+    return row
 
 
 @router.post("/search")
@@ -68,20 +73,25 @@ async def get_assistant(
 @router.patch("/{assistant_id}")
 async def patch_assistant(
     assistant_id: str, body: AssistantPatch, app: Dockyard = Depends(app_of),
-    tenant: str = Depends(tenant_of),
+    tenant: str = Depends(tenant_of), who: Principal = Depends(authorize),
 ) -> dict[str, Any]:
-    return await app.assistants.update(
+    row = await app.assistants.update(
         tenant, assistant_id, graph_id=body.graph_id, config=_config(body), context=body.context,
         metadata=body.metadata, name=body.name, description=body.description,
     )
+    await app.auth.record(who, "assistant.patch", "assistant", row["assistant_id"],
+                          version=row["version"])
+    return row
 
 
 @router.delete("/{assistant_id}", status_code=204)
 async def delete_assistant(
     assistant_id: str, delete_threads: bool = False, app: Dockyard = Depends(app_of),
-    tenant: str = Depends(tenant_of),
+    tenant: str = Depends(tenant_of), who: Principal = Depends(authorize),
 ) -> Response:
     deleted = await app.assistants.delete(tenant, assistant_id)
+    await app.auth.record(who, "assistant.delete", "assistant", deleted,
+                          delete_threads=delete_threads or None)
     if delete_threads:
         await app.threads.delete_for_assistant(tenant, deleted)
     return Response(status_code=204)
@@ -145,6 +155,9 @@ async def assistant_versions(
 @router.post("/{assistant_id}/latest")
 async def assistant_set_latest(
     assistant_id: str, body: AssistantLatest, app: Dockyard = Depends(app_of),
-    tenant: str = Depends(tenant_of),
+    tenant: str = Depends(tenant_of), who: Principal = Depends(authorize),
 ) -> dict[str, Any]:
-    return await app.assistants.set_latest(tenant, assistant_id, body.version)
+    row = await app.assistants.set_latest(tenant, assistant_id, body.version)
+    await app.auth.record(who, "assistant.set_latest", "assistant", row["assistant_id"],
+                          version=body.version)
+    return row

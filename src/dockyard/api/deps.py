@@ -1,13 +1,21 @@
-"""Request-scoped dependencies: the application object and the caller's tenant."""
+"""Request-scoped dependencies: the application object, the caller (``authorize``) and its
+tenant (``tenant_of``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import Request
+from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
-from dockyard.services.core import DEFAULT_TENANT, Dockyard
+from dockyard.api.permissions import PUBLIC, route_allows
+from dockyard.services.auth import ANONYMOUS_ADMIN, DEFAULT_TENANT, AuthFailure, Forbidden, Principal
+from dockyard.services.core import Dockyard
+
+# Public routes (liveness, docs, triggers authenticated by signatures) act for the default
+# tenant with no permissions of their own.
+PUBLIC_PRINCIPAL = Principal(DEFAULT_TENANT, "public")
 
 
 async def app_of(request: Request) -> Dockyard:
@@ -15,9 +23,60 @@ async def app_of(request: Request) -> Dockyard:
     return dockyard
 
 
-async def tenant_of(request: Request) -> str:
-    """The one place a request's tenant is decided (auth will set it; today: 'default')."""
-    return DEFAULT_TENANT
+def credentials(conn: HTTPConnection) -> str | None:
+    """The API key of a request: ``X-Api-Key`` (what langgraph-sdk sends) or a Bearer token."""
+    key = conn.headers.get("x-api-key")
+    if key:
+        return key.strip()
+    auth = conn.headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else "\x00"  # malformed
+    return None
+
+
+async def authenticate(conn: HTTPConnection, route_class: str) -> Principal:
+    """Authentication and the route-level permission check, for HTTP and WebSocket alike."""
+    dockyard: Dockyard = conn.app.state.dockyard
+    if route_class == PUBLIC:
+        return PUBLIC_PRINCIPAL
+    if not dockyard.auth.enabled:
+        return ANONYMOUS_ADMIN
+    try:
+        principal = await dockyard.auth.authenticate(credentials(conn))
+    except AuthFailure as exc:
+        client = conn.client.host if conn.client else None
+        await dockyard.auth.audit_failure(exc, client=client, path=conn.url.path)
+        raise
+    if not route_allows(principal.role, route_class):
+        raise Forbidden(f"role '{principal.role}' may not call this route "
+                        f"(action class '{route_class}')", role=principal.role,
+                        action=route_class)
+    return principal
+
+
+async def authorize(conn: HTTPConnection) -> Principal:
+    """The app-wide dependency: the one place a request's caller and permission are decided.
+
+    The route's action class comes from the table built from ``permissions.ROUTE_ACTIONS``
+    when the app was created. WebSocket routes authenticate in their handler (the socket must
+    be accepted before it can be closed with 4401), through the same ``authenticate``.
+    """
+    if conn.scope["type"] != "http":
+        return PUBLIC_PRINCIPAL
+    cached: Principal | None = getattr(conn.state, "principal", None)
+    if cached is not None:
+        return cached
+    method = "GET" if conn.scope["method"] == "HEAD" else conn.scope["method"]
+    route_class = conn.app.state.route_actions[(id(conn.scope["route"]), method)]
+    principal = await authenticate(conn, route_class)
+    conn.state.principal = principal
+    return principal
+
+
+async def tenant_of(principal: Principal = Depends(authorize)) -> str:
+    """The caller's tenant: every service call is scoped by it."""
+    return principal.tenant
 
 
 def select_fields(

@@ -21,9 +21,11 @@ import orjson
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response, StreamingResponse
 
-from dockyard.api.deps import app_of, tenant_of
+from dockyard.api.deps import app_of, authenticate, authorize, tenant_of
+from dockyard.api.permissions import ROUTE_ACTIONS
 from dockyard.api.sse import sse_response
 from dockyard.errors import DockyardError, InvalidInput
+from dockyard.services.auth import AuthFailure, Forbidden, Principal, command_action, permits, require
 from dockyard.services.core import Dockyard
 from dockyard.services.ids import new_id
 from dockyard.services.protocol import EventFilter, ProtocolError, error, success
@@ -64,13 +66,21 @@ def _since(body: dict[str, Any]) -> int | None:
 @router.post("/threads/{thread_id}/commands", response_model=None)
 async def thread_command(
     thread_id: str, request: Request, app: Dockyard = Depends(app_of),
-    tenant: str = Depends(tenant_of),
+    tenant: str = Depends(tenant_of), who: Principal = Depends(authorize),
 ) -> Response:
     cmd = await _body(request)
     bad = _not_a_command(cmd)
     if bad is not None:
         return _json(bad, 400)
-    return _json(await app.protocol.command(tenant, thread_id, cmd))
+    require(who, command_action(cmd["method"]))
+    answer = await app.protocol.command(tenant, thread_id, cmd)
+    await _audit_command(app, who, thread_id, cmd["method"])
+    return _json(answer)
+
+
+async def _audit_command(app: Dockyard, who: Principal, thread_id: str, method: str) -> None:
+    if command_action(method) != "read":
+        await app.auth.record(who, f"thread.command.{method}", "thread", thread_id)
 
 
 @router.post("/threads/{thread_id}/stream/events", response_model=None)
@@ -90,7 +100,14 @@ async def thread_events(
 @router.websocket("/threads/{thread_id}/stream/events")
 async def thread_socket(websocket: WebSocket, thread_id: str) -> None:
     app: Dockyard = websocket.app.state.dockyard
-    tenant = await tenant_of(websocket)  # type: ignore[arg-type]
+    try:  # on the handshake; accepted first, so that the close code reaches the client
+        who = await authenticate(
+            websocket, ROUTE_ACTIONS[("WEBSOCKET", "/threads/{thread_id}/stream/events")])
+    except (AuthFailure, Forbidden) as exc:
+        await websocket.accept()
+        await websocket.close(code=4000 + exc.status, reason=exc.message[:120])
+        return
+    tenant = who.tenant
     await websocket.accept()
     subscriptions: dict[str, asyncio.Task[None]] = {}
     send_lock = asyncio.Lock()
@@ -146,8 +163,12 @@ async def thread_socket(websocket: WebSocket, thread_id: str) -> None:
                     continue
                 task.cancel()
                 await send(orjson.dumps(success(cmd["id"], {})))
+            elif not permits(who.role, command_action(method)):
+                await send(orjson.dumps(error(cmd["id"], "forbidden",
+                                              f"role '{who.role}' may not call {method}")))
             else:
                 await send(orjson.dumps(await app.protocol.command(tenant, thread_id, cmd)))
+                await _audit_command(app, who, thread_id, method)
     except WebSocketDisconnect:
         pass
     finally:

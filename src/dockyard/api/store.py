@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from dockyard.api.deps import app_of
+from dockyard.api.deps import app_of, tenant_of
 from dockyard.api.schemas import StoreDelete, StoreNamespaces, StorePut, StoreSearch
 from dockyard.services.core import Dockyard
 
@@ -14,30 +14,33 @@ router = APIRouter(prefix="/store", tags=["store"])
 
 
 @router.put("/items", status_code=204)
-async def put_item(body: StorePut, app: Dockyard = Depends(app_of)) -> Response:
-    await app.store_api.put(body.namespace, body.key, body.value, ttl=body.ttl, index=body.index)
+async def put_item(body: StorePut, app: Dockyard = Depends(app_of),
+                   tenant: str = Depends(tenant_of)) -> Response:
+    await app.store_api.put(tenant, body.namespace, body.key, body.value, ttl=body.ttl, index=body.index)
     return Response(status_code=204)
 
 
 @router.get("/items")
 async def get_item(
     key: str, namespace: str = Query(""), refresh_ttl: bool | None = None,
-    app: Dockyard = Depends(app_of),
+    app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
 ) -> dict[str, Any] | None:
     ns = [p for p in namespace.split(".")] if namespace else []
-    return await app.store_api.get(ns, key, refresh_ttl=refresh_ttl)
+    return await app.store_api.get(tenant, ns, key, refresh_ttl=refresh_ttl)
 
 
 @router.delete("/items", status_code=204)
-async def delete_item(body: StoreDelete, app: Dockyard = Depends(app_of)) -> Response:
-    await app.store_api.delete(body.namespace, body.key)
+async def delete_item(body: StoreDelete, app: Dockyard = Depends(app_of),
+                   tenant: str = Depends(tenant_of)) -> Response:
+    await app.store_api.delete(tenant, body.namespace, body.key)
     return Response(status_code=204)
 
 
 @router.post("/items/search")
-async def search_items(body: StoreSearch, app: Dockyard = Depends(app_of)) -> dict[str, Any]:
+async def search_items(body: StoreSearch, app: Dockyard = Depends(app_of),
+                   tenant: str = Depends(tenant_of)) -> dict[str, Any]:
     items = await app.store_api.search(
-        body.namespace_prefix, filter=body.filter, limit=body.limit, offset=body.offset,
+        tenant, body.namespace_prefix, filter=body.filter, limit=body.limit, offset=body.offset,
         query=body.query, refresh_ttl=body.refresh_ttl,
     )
     return {"items": items}
@@ -45,10 +48,11 @@ async def search_items(body: StoreSearch, app: Dockyard = Depends(app_of)) -> di
 
 @router.post("/namespaces")
 async def list_namespaces(
-    body: StoreNamespaces, app: Dockyard = Depends(app_of)
+    body: StoreNamespaces, app: Dockyard = Depends(app_of),
+    tenant: str = Depends(tenant_of),
 ) -> dict[str, Any]:
     namespaces = await app.store_api.namespaces(
-        prefix=body.prefix, suffix=body.suffix, max_depth=body.max_depth, limit=body.limit,
+        tenant, prefix=body.prefix, suffix=body.suffix, max_depth=body.max_depth, limit=body.limit,
         offset=body.offset,
     )
     return {"namespaces": namespaces}

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import StreamingResponse
 
-from dockyard.api.deps import app_of, select_fields, tenant_of
+from dockyard.api.deps import app_of, authorize, select_fields, tenant_of
 from dockyard.api.schemas import (
     HistoryQuery,
     StateCheckpoint,
@@ -23,6 +23,7 @@ from dockyard.api.schemas import (
 )
 from dockyard.api.sse import sse_response
 from dockyard.errors import InvalidInput
+from dockyard.services.auth import Principal
 from dockyard.services.core import Dockyard
 
 router = APIRouter(prefix="/threads", tags=["threads"])
@@ -131,12 +132,14 @@ async def patch_thread(
 
 @router.delete("/{thread_id}", status_code=204)
 async def delete_thread(
-    thread_id: str, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
+    thread_id: str, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
+    who: Principal = Depends(authorize),
 ) -> Response:
     await app.threads.get_row(tenant, thread_id)  # 404/422 before touching runs
     # Stop the thread's active runs first so no executor writes into a deleted thread.
     await app.runs.cancel_many(tenant, thread_id=thread_id, run_ids=None, status=None)
     await app.threads.delete(tenant, thread_id)
+    await app.auth.record(who, "thread.delete", "thread", thread_id)
     return Response(status_code=204)
 
 
@@ -159,7 +162,7 @@ async def get_state(
 @router.post("/{thread_id}/state")
 async def update_state(
     thread_id: str, body: StateUpdate, app: Dockyard = Depends(app_of),
-    tenant: str = Depends(tenant_of),
+    tenant: str = Depends(tenant_of), who: Principal = Depends(authorize),
 ) -> dict[str, Any]:
     checkpoint = body.checkpoint or (
         {"checkpoint_id": body.checkpoint_id} if body.checkpoint_id else None
@@ -169,6 +172,8 @@ async def update_state(
     )
     await app.runs.state_updated(thread_id, {"values": body.values, "as_node": body.as_node,
                                              **result})
+    await app.auth.record(who, "thread.update_state", "thread", thread_id,
+                          as_node=body.as_node, checkpoint=result.get("checkpoint"))
     return result
 
 

@@ -50,7 +50,6 @@ class ExecutionDeps:
     webhooks: Any = None  # dockyard.runtime.webhooks.WebhookDeliverer
     metrics: Any = None  # dockyard.runtime.metrics.Metrics; None: not measured
     tracer: Any = None  # an OpenTelemetry Tracer when tracing is configured (runtime/tracing.py)
-    tenant: str = "default"
     queue: RunQueue = field(init=False)
     threads: Threads = field(init=False)
     assistants: Assistants = field(init=False)
@@ -131,8 +130,11 @@ async def thread_graph_config(
     }
     config["run_id"] = run["run_id"]
     context = {**(a_context or {}), **(kwargs.get("context") or {})}
-    graph = await deps.registry.get(run["graph_id"], config, store=deps.store)
-    graph = graph.copy(update={"checkpointer": deps.storage.checkpointer, "store": deps.store})
+    # The run's tenant sees only its own store items (get_store() in a node).
+    store = deps.store.for_tenant(run["tenant_id"]) if hasattr(deps.store, "for_tenant") \
+        else deps.store
+    graph = await deps.registry.get(run["graph_id"], config, store=store)
+    graph = graph.copy(update={"checkpointer": deps.storage.checkpointer, "store": store})
     return graph, config, context
 
 

@@ -35,7 +35,7 @@ class AssistantService:
 
     async def ensure_defaults(self, tenant: str) -> None:
         for graph_id in self.registry.graph_ids:
-            aid = default_assistant_id(graph_id)
+            aid = default_assistant_id(graph_id, tenant)
             if await self.repo.get(tenant, aid) is None:
                 spec = self.registry.spec(graph_id)
                 # Replicas and workers starting together race to create it: one wins.
@@ -60,7 +60,7 @@ class AssistantService:
         """An assistant by id, or the default assistant of a graph given by its graph_id."""
         if not is_uuid(assistant_id):
             if assistant_id in self.registry.graph_ids:
-                assistant_id = default_assistant_id(assistant_id)
+                assistant_id = default_assistant_id(assistant_id, tenant)
             else:
                 raise NotFound(
                     f"Assistant '{assistant_id}' not found (not a UUID and not a graph id)",

@@ -22,6 +22,7 @@ from dockyard.runtime.webhooks import UrlPolicy, WebhookDeliverer
 from dockyard.runtime.worker import WorkerPool
 from dockyard.services.a2a import A2AService
 from dockyard.services.assistants import AssistantService
+from dockyard.services.auth import KeyService
 from dockyard.services.cron_scheduler import CronScheduler
 from dockyard.services.crons import CronService
 from dockyard.services.mcp import McpService
@@ -160,6 +161,9 @@ class Dockyard:
             self.deps, self.assistants, self.threads, self.notify_new_runs,
             webhook_policy=self.webhook_policy, max_queue_depth=settings.max_queue_depth,
         )
+        # Tenants seen for the first time get their graphs' default assistants.
+        self.auth = KeyService(self.storage, mode=settings.auth,
+                               on_tenant=self.assistants.ensure_defaults)
         self.triggers = TriggerService(section.triggers, TriggerEvents(self.storage), self.runs)
         self.store_api = StoreService(self.store)
         self.protocol = ThreadProtocol(self.runs, self.threads)
@@ -221,7 +225,8 @@ class Dockyard:
         await self.storage.migrate()
         await self.bus.open()
         self.store.bind_loop(asyncio.get_running_loop())
-        await self.assistants.ensure_defaults(DEFAULT_TENANT)
+        for tenant in await self.auth.tenants.list():  # graphs added since: defaults for all
+            await self.auth.tenant_seen(tenant["id"])
         if self.runs_workers:
             await self.storage.listen_runs(self._on_notification)
             await self.pool.start()

@@ -244,13 +244,13 @@ class CronService:
             raise NotFound(f"Cron '{cron_id}' not found", code="cron_not_found")
 
     def _filters(
-        self, assistant_id: str | None, thread_id: str | None
+        self, tenant: str, assistant_id: str | None, thread_id: str | None
     ) -> tuple[str | None, str | None]:
         if assistant_id is not None:
             if is_uuid(assistant_id):
                 assistant_id = check_uuid(assistant_id, "assistant_id")
             elif assistant_id in self.runs.assistants.registry.graph_ids:
-                assistant_id = default_assistant_id(assistant_id)
+                assistant_id = default_assistant_id(assistant_id, tenant)
             else:
                 raise InvalidInput(f"assistant_id {assistant_id!r} is neither a UUID nor a "
                                    "graph id")
@@ -262,7 +262,7 @@ class CronService:
         self, tenant: str, *, assistant_id: str | None = None, thread_id: str | None = None,
         **kw: Any,
     ) -> list[dict[str, Any]]:
-        assistant_id, thread_id = self._filters(assistant_id, thread_id)
+        assistant_id, thread_id = self._filters(tenant, assistant_id, thread_id)
         rows = await self.repo.search(tenant, assistant_id=assistant_id, thread_id=thread_id,
                                       **kw)
         return [public_cron(r) for r in rows]
@@ -271,7 +271,7 @@ class CronService:
         self, tenant: str, *, assistant_id: str | None = None, thread_id: str | None = None,
         **kw: Any,
     ) -> int:
-        assistant_id, thread_id = self._filters(assistant_id, thread_id)
+        assistant_id, thread_id = self._filters(tenant, assistant_id, thread_id)
         return await self.repo.count(tenant, assistant_id=assistant_id, thread_id=thread_id,
                                      **kw)
 

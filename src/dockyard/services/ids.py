@@ -11,8 +11,12 @@ from dockyard.errors import InvalidInput
 DEFAULT_ASSISTANT_NAMESPACE = uuid.NAMESPACE_URL
 
 
-def default_assistant_id(graph_id: str) -> str:
-    return str(uuid.uuid5(DEFAULT_ASSISTANT_NAMESPACE, graph_id))
+def default_assistant_id(graph_id: str, tenant: str = "default") -> str:
+    """The default tenant keeps the reference server's ids; every other tenant gets its own
+    default assistants (assistant ids are unique across tenants)."""
+    if tenant == "default":
+        return str(uuid.uuid5(DEFAULT_ASSISTANT_NAMESPACE, graph_id))
+    return str(uuid.uuid5(DEFAULT_ASSISTANT_NAMESPACE, f"dockyard:tenant:{tenant}:graph:{graph_id}"))
 
 
 def check_uuid(value: str, what: str) -> str:

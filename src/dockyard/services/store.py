@@ -36,7 +36,7 @@ class StoreService:
         self.store = store
 
     async def put(
-        self, namespace: Any, key: str, value: Any, *, ttl: float | None = None,
+        self, tenant: str, namespace: Any, key: str, value: Any, *, ttl: float | None = None,
         index: Any = None,
     ) -> None:
         ns = _check_namespace(namespace)
@@ -48,36 +48,36 @@ class StoreService:
             raise InvalidInput("index is not supported: no store index is configured")
         if ttl is not None and (not isinstance(ttl, int | float) or ttl <= 0):
             raise InvalidInput("ttl must be a positive number of minutes")
-        await self.store.aput(ns, key, value, ttl=ttl)
+        await self.store.for_tenant(tenant).aput(ns, key, value, ttl=ttl)
 
     async def get(
-        self, namespace: Any, key: str, refresh_ttl: bool | None = None
+        self, tenant: str, namespace: Any, key: str, refresh_ttl: bool | None = None
     ) -> dict[str, Any] | None:
         """The item, or None: a missing item answers 200 ``null``, as the reference server
         does and as ``langgraph-sdk``'s ``store.get_item`` expects (it returns None)."""
         ns = _check_namespace(namespace)
-        item = await self.store.aget(ns, key, refresh_ttl=refresh_ttl)
+        item = await self.store.for_tenant(tenant).aget(ns, key, refresh_ttl=refresh_ttl)
         return _item(item) if item is not None else None
 
-    async def delete(self, namespace: Any, key: str) -> None:
-        await self.store.adelete(_check_namespace(namespace), key)
+    async def delete(self, tenant: str, namespace: Any, key: str) -> None:
+        await self.store.for_tenant(tenant).adelete(_check_namespace(namespace), key)
 
     async def search(
-        self, namespace_prefix: Any, *, filter: dict[str, Any] | None, limit: int, offset: int,
+        self, tenant: str, namespace_prefix: Any, *, filter: dict[str, Any] | None, limit: int, offset: int,
         query: str | None, refresh_ttl: bool | None = None,
     ) -> list[dict[str, Any]]:
         if limit < 0 or offset < 0:
             raise InvalidInput("limit and offset must be non-negative")
-        items = await self.store.asearch(
+        items = await self.store.for_tenant(tenant).asearch(
             _check_namespace(namespace_prefix), filter=filter, limit=limit, offset=offset,
             query=query, refresh_ttl=refresh_ttl,
         )
         return [_item(i) for i in items]
 
     async def namespaces(
-        self, *, prefix: Any, suffix: Any, max_depth: int | None, limit: int, offset: int
+        self, tenant: str, *, prefix: Any, suffix: Any, max_depth: int | None, limit: int, offset: int
     ) -> list[list[str]]:
-        out = await self.store.alist_namespaces(
+        out = await self.store.for_tenant(tenant).alist_namespaces(
             prefix=_check_namespace(prefix) if prefix else None,
             suffix=_check_namespace(suffix) if suffix else None,
             max_depth=max_depth, limit=limit, offset=offset,

@@ -48,6 +48,7 @@ JSON_COLUMNS = {
     "error",
     "payload",
     "value",
+    "detail",
 }
 
 SORTABLE = {

@@ -90,10 +90,24 @@ class DockyardStore(BaseStore):
         self.tenant = tenant
         self.ttl_config = ttl
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._views: dict[str, DockyardStore] = {tenant: self}
+
+    def for_tenant(self, tenant: str) -> DockyardStore:
+        """The same store seen by ``tenant``: graphs and the /store API of a tenant see only
+        its items."""
+        view = self._views.get(tenant)
+        if view is None:
+            view = DockyardStore.__new__(DockyardStore)
+            view.items, view.tenant, view.ttl_config = self.items, tenant, self.ttl_config
+            view._loop, view._views = self._loop, self._views
+            self._views[tenant] = view
+        return view
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Sync graph nodes run in worker threads; their store calls hop onto this loop."""
         self._loop = loop
+        for view in self._views.values():
+            view._loop = loop
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         if self._loop is None:

@@ -20,9 +20,28 @@ function detailOf(data, status) {
   return `Request failed with HTTP ${status}`;
 }
 
+// With DOCKYARD_AUTH=keys every API call needs a key: asked for once (on the first 401), kept
+// in this browser's localStorage and sent as X-Api-Key, like any client's.
+const KEY_ITEM = "dockyard.apiKey";
+
+export function authHeaders() {
+  const key = localStorage.getItem(KEY_ITEM);
+  return key ? { "x-api-key": key } : {};
+}
+
+function askForKey(detail) {
+  const key = window.prompt(`This Dockyard needs an API key (${detail}).\nPaste a key ` +
+    "(dockyard keys create --tenant T --role viewer):");
+  if (key && key.trim()) {
+    localStorage.setItem(KEY_ITEM, key.trim());
+    return true;
+  }
+  return false;
+}
+
 /** Call the public HTTP API; non-2xx answers throw ApiError carrying the API's `detail`. */
-export async function api(method, path, body, { signal } = {}) {
-  const init = { method, signal, headers: {} };
+export async function api(method, path, body, { signal } = {}, retried = false) {
+  const init = { method, signal, headers: { ...authHeaders() } };
   if (body !== undefined) {
     init.headers["content-type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -33,6 +52,11 @@ export async function api(method, path, body, { signal } = {}) {
   } catch (err) {
     if (err.name === "AbortError") throw err;
     throw new ApiError(0, `Cannot reach the server (${err.message})`);
+  }
+  if (res.status === 401 && !retried) {
+    let detail = "401";
+    try { detail = (await res.clone().json()).detail || detail; } catch { /* not JSON */ }
+    if (askForKey(detail)) return api(method, path, body, { signal }, true);
   }
   const text = await res.text();
   let data = null;

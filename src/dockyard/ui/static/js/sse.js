@@ -1,7 +1,7 @@
 // The thread streaming protocol over SSE (POST /threads/{id}/stream/events), read with fetch
 // and a ReadableStream (EventSource cannot POST). Reconnects with `since` = the last seq seen,
 // so no event is lost or repeated.
-import { BASE } from "./core.js";
+import { BASE, authHeaders } from "./core.js";
 
 export async function followThread(threadId, channels, onEvent, { signal, onStatus } = {}) {
   let since = null;
@@ -12,7 +12,7 @@ export async function followThread(threadId, channels, onEvent, { signal, onStat
       const body = { channels };
       if (since !== null) body.since = since;
       const res = await fetch(`${BASE}/threads/${threadId}/stream/events`, {
-        method: "POST", headers: { "content-type": "application/json" },
+        method: "POST", headers: { "content-type": "application/json", ...authHeaders() },
         body: JSON.stringify(body), signal,
       });
       if (!res.ok) {
