@@ -179,6 +179,21 @@ async def db(new_database: NewDatabase, tmp_path: Path) -> AsyncIterator[Storage
     await storage.close()
 
 
+# A one-node graph module (source text) for tests that build a project in a temp dir.
+ONE_NODE_GRAPH = """
+import operator
+from typing import Annotated, TypedDict
+from langgraph.graph import StateGraph, START, END
+
+class S(TypedDict, total=False):
+    steps: Annotated[list[str], operator.add]
+
+b = StateGraph(S)
+b.add_node("s1", lambda s: {"steps": ["s1"]})
+b.add_edge(START, "s1"); b.add_edge("s1", END)
+graph = b.compile()
+"""
+
 UI_DIR = Path(__file__).parent / "ui"
 
 

@@ -18,21 +18,8 @@ from dockyard.config import Settings, load_project
 from dockyard.services import jsonrpc
 from dockyard.services.a2a import output_text, thread_of_context
 from dockyard.services.mcp import tool_name
+from tests.conftest import ONE_NODE_GRAPH as GRAPHS
 from tests.conftest import NewDatabase
-
-GRAPHS = """
-import operator
-from typing import Annotated, TypedDict
-from langgraph.graph import StateGraph, START, END
-
-class S(TypedDict, total=False):
-    steps: Annotated[list[str], operator.add]
-
-b = StateGraph(S)
-b.add_node("s1", lambda s: {"steps": ["s1"]})
-b.add_edge(START, "s1"); b.add_edge("s1", END)
-graph = b.compile()
-"""
 
 
 def _client(tmp_path: Path, database_url: str, http: dict[str, Any] | None = None) -> TestClient:

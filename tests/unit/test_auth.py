@@ -23,21 +23,8 @@ from dockyard.api.permissions import (
 )
 from dockyard.config import Settings, load_project
 from dockyard.services.auth import ROLES, KeyService, run_action
+from tests.conftest import ONE_NODE_GRAPH as GRAPHS
 from tests.conftest import NewDatabase
-
-GRAPHS = """
-import operator
-from typing import Annotated, TypedDict
-from langgraph.graph import StateGraph, START, END
-
-class S(TypedDict, total=False):
-    steps: Annotated[list[str], operator.add]
-
-b = StateGraph(S)
-b.add_node("s1", lambda s: {"steps": ["s1"]})
-b.add_edge(START, "s1"); b.add_edge("s1", END)
-graph = b.compile()
-"""
 
 
 def _app(tmp_path: Path, database_url: str, auth: str = "keys") -> Any:

@@ -285,14 +285,13 @@ _CRON_RUN_FIELDS = ("input", "config", "context", "interrupt_before", "interrupt
                     "stream_resumable", "durability")
 
 
-class CronCreate(Body):
-    assistant_id: str
-    schedule: str
+class _CronFields(Body):
+    """The fields a cron's create and patch share (all optional here)."""
+
     input: Any = None
     metadata: dict[str, Any] | None = None
     config: RunnableConfig | None = None
     context: dict[str, Any] | None = None
-    checkpoint_during: bool | None = None
     interrupt_before: str | list[str] | None = None
     interrupt_after: str | list[str] | None = None
     webhook: str | None = None
@@ -305,6 +304,12 @@ class CronCreate(Body):
     stream_subgraphs: bool | None = None
     stream_resumable: bool | None = None
     durability: Literal["sync", "async", "exit"] | None = None
+
+
+class CronCreate(_CronFields):
+    assistant_id: str
+    schedule: str
+    checkpoint_during: bool | None = None
 
     def run_payload(self) -> dict[str, Any]:
         """The run fields each tick's run is created with (``checkpoint_during`` is the
@@ -315,27 +320,11 @@ class CronCreate(Body):
         return data
 
 
-class CronPatch(Body):
+class CronPatch(_CronFields):
     """Fields left out are unchanged; a run field, ``metadata``, ``timezone`` or ``end_time``
     sent as null is reset (``end_time``: no end)."""
 
     schedule: str | None = None
-    end_time: datetime | None = None
-    input: Any = None
-    metadata: dict[str, Any] | None = None
-    config: RunnableConfig | None = None
-    context: dict[str, Any] | None = None
-    webhook: str | None = None
-    interrupt_before: str | list[str] | None = None
-    interrupt_after: str | list[str] | None = None
-    multitask_strategy: Literal["reject", "interrupt", "rollback", "enqueue"] | None = None
-    on_run_completed: Literal["delete", "keep"] | None = None
-    enabled: bool | None = None
-    timezone: str | None = None
-    stream_mode: StreamModeT | None = None
-    stream_subgraphs: bool | None = None
-    stream_resumable: bool | None = None
-    durability: Literal["sync", "async", "exit"] | None = None
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True)
