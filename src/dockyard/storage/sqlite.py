@@ -56,7 +56,8 @@ class SqliteStorage(Storage):
         try:
             # Autocommit (isolation_level=None): a lone statement is its own transaction;
             # `transaction()` issues BEGIN IMMEDIATE explicitly. Sync graph nodes reach the
-            # store through the loop, so the connection is only used from the loop's thread;
+            # store and the checkpointer through the loop, so the connection is only used from
+            # the loop's thread;
             # check_same_thread=False lets `dockyard migrate` and tests open it elsewhere.
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             # WAL: readers never block the writer and a crash never corrupts committed rows.
@@ -73,6 +74,8 @@ class SqliteStorage(Storage):
             conn.execute("PRAGMA wal_autocheckpoint=0")
             self.checkpointer = LoopSqliteSaver(conn)
             self.checkpointer.setup()
+            # Sync checkpointer calls from other threads (sync nodes) are run on this loop.
+            self.checkpointer.bind_loop(asyncio.get_running_loop())
         except sqlite3.Error as exc:  # driver errors stop at the storage boundary
             raise StorageError(f"Cannot open SQLite database {self.path}: {exc}") from exc
         self._conn = conn
