@@ -1,5 +1,5 @@
-"""``dockyard`` command line: dev (one process, reload), serve, worker, migrate, and the
-administration of teams: tenants and API keys.
+"""``dockyard`` command line: dev (one process, reload), serve, worker, migrate, the
+administration of teams (tenants and API keys), and deploys (revisions, in deploy_cli.py).
 
 Every flag names the ``DOCKYARD_*`` variable it sets; flags are passed to the server process
 through those variables, so a reloaded process sees exactly the same settings.
@@ -320,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     krevoke = ksub.add_parser("revoke", help="revoke an API key")
     krevoke.add_argument("key_id")
     _admin_flags(krevoke)
+    from dockyard import deploy_cli
+
+    deploy_cli.add_commands(sub)
     args = parser.parse_args(argv)
     # Until the command validates its settings (then `_export` applies them exactly).
     fmt = getattr(args, "log_format", None) or os.environ.get("DOCKYARD_LOG_FORMAT", "")
@@ -336,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             return _worker(args)
         if args.command in ("tenants", "keys"):
             return _admin(args)
+        if args.command in ("deploy", "revisions"):
+            return deploy_cli.run(args)
     except DockyardError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2

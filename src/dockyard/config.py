@@ -131,6 +131,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "port": lambda n, r: _parse_int(n, r, 0),
     "workers": lambda n, r: _parse_int(n, r, 1),
     "max_body_bytes": lambda n, r: _parse_int(n, r, 1),
+    "max_revision_bytes": lambda n, r: _parse_int(n, r, 1),
+    "max_revision_files": lambda n, r: _parse_int(n, r, 1),
     "allow_private_webhooks": _parse_bool,
     "webhook_allowed_domains": _parse_domains,
     "webhook_require_https": _parse_bool,
@@ -177,6 +179,10 @@ class Settings:
     workers: int = 16
     data_dir: Path | None = None
     max_body_bytes: int = 10 * 1024 * 1024
+    # `dockyard deploy` uploads (POST /revisions): the archive's size, compressed and once
+    # decompressed, and its number of entries.
+    max_revision_bytes: int = 50 * 1024 * 1024
+    max_revision_files: int = 10_000
     allow_private_webhooks: bool = False
     webhook_allowed_domains: tuple[str, ...] = ()
     webhook_require_https: bool = True

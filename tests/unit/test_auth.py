@@ -21,6 +21,7 @@ from dockyard.api.permissions import (
     route_allows,
     route_table,
 )
+from dockyard.bundle import build_archive
 from dockyard.config import Settings, load_project
 from dockyard.services.auth import ROLES, KeyService, run_action
 from tests.conftest import ONE_NODE_GRAPH as GRAPHS
@@ -153,7 +154,8 @@ def _fill(path: str, ids: dict[str, str]) -> str:
 def test_role_matrix_every_route(env: Env) -> None:
     """For every route and role the table forbids: 403 (before the body is even looked at)."""
     ids = {"thread_id": "00000000-0000-0000-0000-000000000001", "run_id": "r", "cron_id": "c",
-           "assistant_id": "g", "key_id": "k", "checkpoint_id": "c", "namespace": "n"}
+           "assistant_id": "g", "key_id": "k", "checkpoint_id": "c", "namespace": "n",
+           "revision_id": "r"}
     checked = 0
     for (method, path), cls in ROUTE_ACTIONS.items():
         if method == "WEBSOCKET" or cls == PUBLIC:
@@ -207,6 +209,7 @@ NOT_FOUND = "404"
 CREATES = "creates"  # makes a resource of B's own; A's are checked untouched afterwards
 RPC_ERROR = "rpc"    # JSON-RPC error object (A2A): unknown assistant
 IN_BAND = "in_band"  # thread protocol: errors are 200 envelopes, as the protocol defines
+REFUSED = "422"      # refused before anything is stored (B's own deploys: test_revisions.py)
 
 ISOLATION: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/metrics"): (EMPTY, None),
@@ -280,6 +283,9 @@ ISOLATION: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/admin/keys"): (EMPTY, None),
     ("DELETE", "/admin/keys/{key_id}"): (NOT_FOUND, None),
     ("GET", "/admin/audit"): (EMPTY, None),
+    ("POST", "/revisions"): (REFUSED, {}),
+    ("GET", "/revisions"): (EMPTY, None),
+    ("GET", "/revisions/{revision_id}"): (NOT_FOUND, None),
 }
 
 
@@ -293,7 +299,7 @@ def _subst(value: Any, ids: dict[str, str]) -> Any:
     return value
 
 
-def test_isolation_matrix(env: Env) -> None:
+def test_isolation_matrix(env: Env, tmp_path: Path) -> None:
     c, ha = env.client, env.h("a")
     # tenant A's resources
     assistant = c.post("/assistants", json={"graph_id": "g", "name": "secret-agent"}, headers=ha)
@@ -311,10 +317,18 @@ def test_isolation_matrix(env: Env) -> None:
     assert c.put("/store/items", json={"namespace": ["ns"], "key": "k", "value": {"a": 1}},
                  headers=ha).status_code == 204
     key_id = env.new_key("a", "viewer")["key_id"]
+    project = tmp_path / "deployed"
+    project.mkdir()
+    (project / "g.py").write_text(GRAPHS)
+    (project / "langgraph.json").write_text(json.dumps({"graphs": {"g": "./g.py:graph"}}))
+    revision = c.post("/revisions", content=build_archive(project),
+                      headers={**ha, "Content-Type": "application/gzip"})
+    assert revision.status_code == 201, revision.text
     ids = {"thread_id": thread_id, "run_id": run_id, "assistant_id": assistant_id,
            "cron_id": cron.json()["cron_id"], "checkpoint_id": checkpoint_id,
-           "namespace": "x", "key_id": key_id}
-    secrets = [thread_id, run_id, assistant_id, ids["cron_id"], key_id, "secret-agent"]
+           "namespace": "x", "key_id": key_id, "revision_id": revision.json()["revision_id"]}
+    secrets = [thread_id, run_id, assistant_id, ids["cron_id"], key_id, "secret-agent",
+               ids["revision_id"]]
 
     served = {(m, p) for (m, p), cls in ROUTE_ACTIONS.items() if cls != PUBLIC and m != "WEBSOCKET"}
     assert served == set(ISOLATION), "every non-public route needs an isolation expectation"
@@ -330,6 +344,8 @@ def test_isolation_matrix(env: Env) -> None:
         where = (method, path, resp.status_code, resp.text[:300])
         if expect == NOT_FOUND:
             assert resp.status_code == 404, where
+        elif expect == REFUSED:
+            assert resp.status_code == 422, where
         elif expect == IN_BAND:
             answer = resp.json()
             assert answer["type"] == "error" and "not found" in answer["message"], where

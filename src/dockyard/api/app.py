@@ -20,6 +20,7 @@ from dockyard.api import (
     crons,
     ops,
     protocol,
+    revisions,
     runs,
     store,
     threads,
@@ -44,12 +45,16 @@ class BodyLimit:
     whole anyway, so buffering them (at most ``limit`` bytes) costs nothing extra.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int,
+                 streamed: frozenset[tuple[str, str]] = frozenset()) -> None:
         self.app = app
         self.limit = limit
+        # (method, path) of routes that stream their body under a limit of their own
+        # (POST /revisions: DOCKYARD_MAX_REVISION_BYTES), so are neither buffered nor capped here.
+        self.streamed = streamed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (scope["method"], scope["path"]) in self.streamed:
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", []):
@@ -189,6 +194,7 @@ def create_app(
     if not http.get("disable_a2a"):
         app.include_router(agent_protocols.a2a_router)  # assistants as A2A agents, their cards
     app.include_router(admin.router)  # API keys and the audit log (role admin)
+    app.include_router(revisions.router)  # `dockyard deploy`: immutable, verified revisions
     # Every route needs an action class; a route missing from the table stops the server here.
     # The visual debugger: its page and assets are public; its calls to the API above carry the
     # user's key like any client's.
@@ -207,7 +213,8 @@ def create_app(
             expose_headers=cors.get("expose_headers", ["Location", "Content-Location"]),
             max_age=int(cors.get("max_age", 600)),
         )
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes,
+                       streamed=frozenset({("POST", revisions.UPLOAD_PATH)}))
     if dockyard.tracer_provider is not None:  # outermost: the span covers the whole request
         ops.install_tracing(app, dockyard.tracer_provider)
     return app

@@ -111,6 +111,10 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/a2a/{assistant_id}"): "run",
     ("GET", "/.well-known/agent-card.json"): "read",
     ("GET", "/.well-known/agent.json"): "read",
+    # -- revisions (`dockyard deploy`) --
+    ("POST", "/revisions"): "deploy",
+    ("GET", "/revisions"): "read",
+    ("GET", "/revisions/{revision_id}"): "read",
     # -- admin --
     ("POST", "/admin/keys"): "manage_keys",
     ("GET", "/admin/keys"): "manage_keys",

@@ -41,6 +41,7 @@ ACTIONS = (
     "manage_assistants",  # create, patch, delete assistants, set the latest version
     "manage_crons",       # create, patch, delete crons
     "write_store",        # put/delete store items
+    "deploy",             # upload revisions of the project's code (`dockyard deploy`)
     "manage_keys",        # the admin API: API keys
     "audit",              # read the audit log
     "metrics",            # /metrics (cluster-wide figures)
@@ -51,7 +52,7 @@ ROLES: dict[str, frozenset[str]] = {
     "operator": frozenset({"read", "operate", "metrics"}),
     "developer": frozenset({
         "read", "run", "resume", "operate", "write_threads", "update_state",
-        "manage_assistants", "manage_crons", "write_store",
+        "manage_assistants", "manage_crons", "write_store", "deploy",
     }),
     "admin": frozenset(ACTIONS),
 }

@@ -27,6 +27,7 @@ from dockyard.services.cron_scheduler import CronScheduler
 from dockyard.services.crons import CronService
 from dockyard.services.mcp import McpService
 from dockyard.services.protocol import ThreadProtocol
+from dockyard.services.revisions import RevisionService
 from dockyard.services.runs import RunService
 from dockyard.services.store import StoreService
 from dockyard.services.threads import ThreadService
@@ -169,6 +170,8 @@ class Dockyard:
         self.protocol = ThreadProtocol(self.runs, self.threads)
         self.mcp = McpService(self.assistants, self.runs, version=__version__)
         self.a2a = A2AService(self.assistants, self.threads, self.runs)
+        self.revisions = RevisionService(self.storage, max_bytes=settings.max_revision_bytes,
+                                         max_files=settings.max_revision_files)
         self.crons = CronService(self.storage, self.runs, self.notify_crons)
         self.scheduler = CronScheduler(
             self.crons, poll_seconds=settings.cron_poll_seconds,

@@ -49,6 +49,7 @@ JSON_COLUMNS = {
     "payload",
     "value",
     "detail",
+    "graphs",
 }
 
 SORTABLE = {

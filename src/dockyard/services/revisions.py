@@ -1,0 +1,137 @@
+"""Revisions: immutable, verified uploads of a tenant's project (what `dockyard deploy` sends).
+
+A deploy is: unpack the archive safely (``dockyard.bundle``), compute its content hash, return
+the tenant's existing revision of the same content if there is one, otherwise verify it (load
+the project config and import every graph in a separate interpreter) and store it as ``ready``
+with its graph ids, or ``failed`` with the full error. A failed revision never serves.
+
+This increment stores and verifies; running revisions side by side, promotion, canaries and
+rollback come next (README "Deploy revisions").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dockyard.bundle import unpack
+from dockyard.errors import Conflict, InvalidInput, NotFound
+from dockyard.services.ids import new_id
+from dockyard.storage.base import Storage, utcnow
+from dockyard.storage.revisions import Revisions
+
+log = logging.getLogger("dockyard.revisions")
+
+VERIFY_TIMEOUT_SECONDS = 120.0
+META_MAX = 2000  # characters of a message, author or commit
+
+
+class RevisionFailed(InvalidInput):
+    """The revision was stored as ``failed``: its code does not load (422)."""
+
+    code = "revision_failed"
+
+
+@dataclass(frozen=True)
+class DeployMeta:
+    message: str | None = None
+    author: str | None = None
+    git_commit: str | None = None
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("revision_id", "content_hash", "status", "error", "graphs",
+                                "author", "message", "git_commit", "created_at", "size_bytes")}
+
+
+class RevisionService:
+    def __init__(self, db: Storage, *, max_bytes: int, max_files: int,
+                 verify_timeout: float = VERIFY_TIMEOUT_SECONDS) -> None:
+        self.revisions = Revisions(db)
+        self.max_bytes = max_bytes
+        self.max_files = max_files
+        self.verify_timeout = verify_timeout
+
+    async def deploy(self, tenant: str, archive: Path, meta: DeployMeta) -> tuple[dict[str, Any], bool]:
+        """Store (or find) the revision of the tar.gz at ``archive``: ``(revision, created)``.
+
+        Raises ``UnsafeArchive`` for a refused archive (nothing stored) and ``RevisionFailed``
+        (after storing it) for code that does not load.
+        """
+        for name in ("message", "author", "git_commit"):
+            value = getattr(meta, name)
+            if value is not None and len(value) > META_MAX:
+                raise InvalidInput(f"{name} is longer than {META_MAX} characters")
+        with tempfile.TemporaryDirectory(prefix="dockyard-revision-") as tmp:
+            project = Path(tmp) / "project"
+            project.mkdir()
+            unpacked = await asyncio.to_thread(unpack, archive, project, max_bytes=self.max_bytes,
+                                               max_files=self.max_files)
+            existing = await self.revisions.by_hash(tenant, unpacked.content_hash)
+            if existing is not None:
+                return self._outcome(existing), False
+            outcome = await self._verify(project)
+        row = {
+            "revision_id": new_id(), "tenant_id": tenant, "content_hash": unpacked.content_hash,
+            "author": meta.author, "message": meta.message, "git_commit": meta.git_commit,
+            "created_at": utcnow(), "status": "failed" if "error" in outcome else "ready",
+            "error": outcome.get("error"), "graphs": outcome.get("graphs", []),
+            "size_bytes": archive.stat().st_size,
+        }
+        try:
+            await self.revisions.insert(row, await asyncio.to_thread(archive.read_bytes))
+        except Conflict:  # the same content deployed concurrently: that one wins
+            existing = await self.revisions.by_hash(tenant, unpacked.content_hash)
+            if existing is None:
+                raise
+            return self._outcome(existing), False
+        log.info("revision_created revision_id=%s tenant=%s status=%s graphs=%s",
+                 row["revision_id"], tenant, row["status"], row["graphs"])
+        return self._outcome(row), True
+
+    @staticmethod
+    def _outcome(row: dict[str, Any]) -> dict[str, Any]:
+        return public(row)
+
+    async def _verify(self, project: Path) -> dict[str, Any]:
+        """Import the project's graphs in a child interpreter; ``{"graphs"}`` or ``{"error"}``."""
+        result = project.parent / "verify.json"
+        # The server's own settings (database URL, secrets) are not the revision's business.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dockyard.runtime.verify", str(project), str(result),
+            cwd=project, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            output, _ = await asyncio.wait_for(proc.communicate(), self.verify_timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return {"error": f"loading the graphs took longer than {self.verify_timeout:g}s"}
+        try:
+            outcome: dict[str, Any] = json.loads(result.read_text())
+        except (OSError, ValueError):
+            tail = output.decode(errors="replace")[-4000:]
+            return {"error": f"the verification process exited with code {proc.returncode} "
+                             f"before reporting: {tail}".strip()}
+        if "error" in outcome:  # paths of the temporary directory mean nothing to the user
+            outcome["error"] = str(outcome["error"]).replace(str(project) + os.sep, "") \
+                .replace(str(project), ".")
+        return outcome
+
+    async def get(self, tenant: str, revision_id: str) -> dict[str, Any]:
+        row = await self.revisions.get(tenant, revision_id)
+        if row is None:
+            raise NotFound(f"revision {revision_id!r} not found", code="revision_not_found")
+        return public(row)
+
+    async def list(self, tenant: str, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        return [public(r) for r in await self.revisions.list(tenant, limit=limit, offset=offset)]
