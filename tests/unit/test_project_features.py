@@ -87,12 +87,17 @@ async def test_thread_ttl_sweep_deletes_old_threads(tmp_path: Path) -> None:
     try:
         old = await app.threads.create("default")
         new = await app.threads.create("default")
+        # Every tenant's threads expire, each through its own tenant's scope.
+        other_old = await app.threads.create("team-b")
+        other_new = await app.threads.create("team-b")
         await app.storage.execute(
-            "UPDATE threads SET updated_at = '2000-01-01T00:00:00+00:00' WHERE thread_id = ?",
-            (old["thread_id"],),
+            "UPDATE threads SET updated_at = '2000-01-01T00:00:00+00:00' WHERE thread_id IN (?, ?)",
+            (old["thread_id"], other_old["thread_id"]),
         )
-        assert await app.sweep_expired_threads(60) == 1
+        assert await app.sweep_expired_threads(60) == 2
         remaining = {t["thread_id"] for t in await app.threads.search("default", limit=10)}
         assert remaining == {new["thread_id"]}
+        remaining_b = {t["thread_id"] for t in await app.threads.search("team-b", limit=10)}
+        assert remaining_b == {other_new["thread_id"]}
     finally:
         await app.stop()

@@ -44,6 +44,10 @@ TRIGGERS = {
         "assistant_id": "echo", "scheme": "dockyard", "secret_env": "TRIG_TEST_DY",
         "input": "$", "metadata": {"source": "upstream"},
     },
+    "team-b-hook": {
+        "assistant_id": "echo", "scheme": "dockyard", "secret_env": "TRIG_TEST_DY",
+        "tenant": "team-b", "thread_id": "$.team",
+    },
 }
 
 
@@ -182,6 +186,20 @@ def test_dockyard_scheme_and_generic_idempotency_key(client: TestClient) -> None
     assert stale.status_code == 401 and "tolerance" in stale.json()["detail"]
 
 
+def test_a_trigger_starts_runs_in_its_configured_tenant(client: TestClient) -> None:
+    body = json.dumps({"team": "b"}).encode()
+    answer = client.post("/triggers/team-b-hook", content=body, headers={
+        "content-type": "application/json", "dockyard-webhook-id": "b-1",
+        "dockyard-signature": sign(DY, body)})
+    assert answer.status_code == 202, answer.text
+    tid = answer.json()["thread_id"]
+    # Not the anonymous caller's (default) tenant: the thread is team-b's alone.
+    assert client.get(f"/threads/{tid}").status_code == 404
+    dockyard = client.app.state.dockyard  # type: ignore[attr-defined]
+    row = client.portal.call(dockyard.threads.get_row, "team-b", tid)  # type: ignore[union-attr]
+    assert row["thread_id"] == tid
+
+
 def test_concurrent_redeliveries_start_one_run(client: TestClient) -> None:
     app = client.app.state.dockyard  # type: ignore[attr-defined]
     body = json.dumps(PUSH).encode()
@@ -244,6 +262,8 @@ def _trigger(**overrides: Any) -> dict[str, Any]:
          "dockyard.triggers.t.multitask_strategy", "expected one of"),
         ({"triggers": {"t": _trigger(secret="inline")}}, "dockyard.triggers.t.secret",
          "unknown key"),
+        ({"triggers": {"t": _trigger(tenant="team b")}}, "dockyard.triggers.t.tenant",
+         "expected a tenant id"),
         ({"webhook_secrets": {"echo": "not a var"}}, "dockyard.webhook_secrets.echo",
          "environment variable"),
     ],

@@ -279,8 +279,10 @@ class Dockyard:
     async def sweep_expired_threads(self, ttl_minutes: float) -> int:
         """Delete threads (and their checkpoints) not updated for ``ttl_minutes``."""
         cutoff = (datetime.now(UTC) - timedelta(minutes=ttl_minutes)).isoformat()
-        expired = await self.threads.repo.older_than(DEFAULT_TENANT, cutoff, limit=1000)
-        return await self.threads.prune(DEFAULT_TENANT, expired, "delete")
+        expired = await self.threads.repo.older_than(cutoff, limit=1000)
+        # Each tenant's threads are deleted through that tenant's scope, like any API call.
+        return sum([await self.threads.prune(tenant, ids, "delete")
+                    for tenant, ids in expired.items()])
 
     async def _thread_ttl_loop(self, ttl_minutes: float, interval_minutes: float) -> None:
         while True:

@@ -60,7 +60,8 @@ DEFAULT_IDEMPOTENCY = {
 }
 SECTION_KEYS = {"triggers", "webhook_secrets"}
 TRIGGER_KEYS = {"assistant_id", "scheme", "secret_env", "input", "idempotency", "thread_id",
-                "multitask_strategy", "metadata"}
+                "multitask_strategy", "metadata", "tenant"}
+_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _HEADER_RE = re.compile(r"^[A-Za-z0-9\-]{1,64}$")
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -78,6 +79,7 @@ class TriggerSpec:
     thread_id: str | None = None  # a JSON path; None: stateless runs
     multitask_strategy: str = "enqueue"
     metadata: dict[str, Any] = field(default_factory=dict)
+    tenant: str = "default"  # whose run it starts: the trigger is public, its signature is auth
 
 
 @dataclass(frozen=True)
@@ -170,9 +172,12 @@ def _parse_trigger(
     metadata = spec.get("metadata", {})
     if not isinstance(metadata, dict):
         raise fail(f"{base}.metadata", "expected an object")
+    tenant = spec.get("tenant", "default")
+    if not isinstance(tenant, str) or not _TENANT_RE.match(tenant):
+        raise fail(f"{base}.tenant", "expected a tenant id (1-64 letters, digits, '-', '_', '.')")
     return TriggerSpec(name=name, assistant_id=assistant, scheme=scheme, secret_env=secret_env,
                        input=template, idempotency=idempotency, thread_id=thread,
-                       multitask_strategy=strategy, metadata=metadata)
+                       multitask_strategy=strategy, metadata=metadata, tenant=tenant)
 
 
 def _check_path(expr: str, key: str, fail: Callable[[str, str], ConfigError]) -> None:
@@ -276,6 +281,7 @@ class TriggerService:
         self.events = events
         self.runs = runs
         self._secrets: dict[str, str] = {}
+        self._tenants_ready: set[str] = set()
 
     def load_secrets(self, src: str) -> None:
         """Read each trigger's secret from the environment (at start, after the project's env
@@ -297,6 +303,12 @@ class TriggerService:
         if spec is None:
             raise NotFound(f"Trigger {name!r} is not configured", code="trigger_not_found")
         VERIFIERS[spec.scheme](self._secrets[name], body, headers)
+        # The route is public (the signature authenticates the sender): the run belongs to the
+        # tenant the trigger is configured for, not to the anonymous caller's.
+        tenant = spec.tenant
+        if tenant not in self._tenants_ready:  # its graphs' default assistants, once
+            await self.runs.assistants.ensure_defaults(tenant)
+            self._tenants_ready.add(tenant)
         payload = parse_body(body, headers.get("content-type", "application/json"))
         if spec.scheme == "slack" and isinstance(payload, dict) and payload.get("type") == \
                 "url_verification":

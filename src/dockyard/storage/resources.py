@@ -277,13 +277,17 @@ class Threads:
         row = await self.db.fetchone(f"SELECT COUNT(*) AS n FROM threads WHERE {where}", params)
         return int(row["n"]) if row else 0
 
-    async def older_than(self, tenant: str, before: str, limit: int) -> list[str]:
+    async def older_than(self, before: str, limit: int) -> dict[str, list[str]]:
+        """Idle threads not updated since ``before``, of every tenant: tenant → thread ids."""
         rows = await self.db.fetchall(
-            "SELECT thread_id FROM threads WHERE tenant_id = ? AND updated_at < ?"
+            "SELECT tenant_id, thread_id FROM threads WHERE updated_at < ?"
             " AND status != 'busy' ORDER BY updated_at LIMIT ?",
-            (tenant, before, limit),
+            (before, limit),
         )
-        return [r["thread_id"] for r in rows]
+        out: dict[str, list[str]] = {}
+        for r in rows:
+            out.setdefault(r["tenant_id"], []).append(r["thread_id"])
+        return out
 
 
 class StoreItems:
