@@ -19,6 +19,7 @@ across every run of the thread, which is what a client's ``since`` cursor relies
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -32,6 +33,11 @@ CHANNELS = frozenset(
     {"values", "updates", "messages", "tools", "lifecycle", "input", "checkpoints", "tasks",
      "custom"}
 )
+# How long a run's ``input.requested`` waits after its last event. Clients read a thread on
+# several connections (langgraph-sdk: a lifecycle watcher, and one shared stream for its
+# projections); the pause they see on the first ends their projections, so the events before
+# it must have reached the other first. A person answers the interrupt: 50 ms costs nothing.
+INTERRUPT_SETTLE_SECONDS = 0.05
 # Event method -> subscription channel (``custom`` events use ``custom:<name>`` as well).
 _METHOD_CHANNEL = {"input.requested": "input"}
 
@@ -191,6 +197,7 @@ class ProtocolPublisher:
         input) or ``cancelled`` when it was cancelled through the API.
         """
         if interrupts:
+            await asyncio.sleep(INTERRUPT_SETTLE_SECONDS)
             for namespace, intr in interrupts:
                 iid = getattr(intr, "id", None) if not isinstance(intr, dict) else intr.get("id")
                 value = getattr(intr, "value", None) if not isinstance(intr, dict) else intr.get("value")
