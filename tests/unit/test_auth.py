@@ -171,6 +171,23 @@ def test_role_matrix_every_route(env: Env) -> None:
     assert checked > 50
 
 
+def test_refused_actions_are_audited(env: Env) -> None:
+    c = env.client
+    thread = c.post("/threads", json={}, headers=env.h("a", "developer")).json()["thread_id"]
+    url = f"/threads/{thread}/runs/wait"
+    body = {"assistant_id": "g", "input": {}}
+    # route level (a viewer creating an assistant) and body level (a viewer starting a run)
+    assert c.post("/assistants", json={"graph_id": "g"},
+                  headers=env.h("a", "viewer")).status_code == 403
+    for _ in range(3):  # repeats are rate-limited to one row
+        assert c.post(url, json=body, headers=env.h("a", "viewer")).status_code == 403
+    rows: list[dict[str, Any]] = env.client.portal.call(  # type: ignore[union-attr]
+        lambda: env.auth.audit_log.search("a", action="auth.forbidden"))
+    assert sorted(r["resource_id"] for r in rows) == sorted(["/assistants", url])
+    assert {r["detail"]["role"] for r in rows} == {"viewer"}
+    assert all(r["outcome"] == "refused" and r["actor"].startswith("dk_") for r in rows)
+
+
 def test_role_examples(env: Env) -> None:
     c = env.client
     thread = c.post("/threads", json={}, headers=env.h("a", "developer")).json()["thread_id"]

@@ -30,7 +30,7 @@ from dockyard.api.deps import authorize
 from dockyard.api.permissions import route_table
 from dockyard.config import ProjectConfig, Settings
 from dockyard.errors import DockyardError
-from dockyard.services.auth import AuthFailure
+from dockyard.services.auth import AuthFailure, Forbidden
 from dockyard.services.core import Dockyard
 from dockyard.ui import mount_ui
 
@@ -137,7 +137,15 @@ def create_app(
     app.state.dockyard = dockyard
 
     @app.exception_handler(DockyardError)
-    async def dockyard_error(_: Request, exc: DockyardError) -> JSONResponse:
+    async def dockyard_error(request: Request, exc: DockyardError) -> JSONResponse:
+        if isinstance(exc, Forbidden):
+            # A refused action of an authenticated caller goes to the audit log.
+            principal = getattr(request.state, "principal", None)
+            if principal is not None:
+                try:
+                    await dockyard.auth.audit_forbidden(principal, exc, path=request.url.path)
+                except Exception:  # the 403 is the answer either way
+                    log.exception("audit_forbidden_failed")
         if exc.status >= 500:
             log.error("request_failed code=%s message=%s", exc.code, exc.message)
         headers = None

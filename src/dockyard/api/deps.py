@@ -48,6 +48,7 @@ async def authenticate(conn: HTTPConnection, route_class: str) -> Principal:
         client = conn.client.host if conn.client else None
         await dockyard.auth.audit_failure(exc, client=client, path=conn.url.path)
         raise
+    conn.state.principal = principal  # known even when refused below (the 403 is audited)
     if not route_allows(principal.role, route_class):
         raise Forbidden(f"role '{principal.role}' may not call this route "
                         f"(action class '{route_class}')", role=principal.role,

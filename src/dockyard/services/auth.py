@@ -227,6 +227,30 @@ class KeyService:
                     "suppressed_since_last": suppressed},
         )
 
+    async def audit_forbidden(self, principal: Principal, exc: DockyardError, *,
+                              path: str) -> None:
+        """Audit a refused action (403) of an authenticated caller, rate-limited like
+        failures: one row per key and action every FAILURE_AUDIT_SECONDS, with a count."""
+        if not self.enabled:
+            return
+        action = str(exc.details.get("action", ""))
+        window = ("forbidden", f"{principal.key_id}:{action}")
+        now = time.monotonic()
+        last = self._failures.get(window)
+        if last is not None and now - last[0] < self.FAILURE_AUDIT_SECONDS:
+            self._failures[window] = (last[0], last[1] + 1)
+            return
+        suppressed = last[1] if last is not None else 0
+        self._failures[window] = (now, 0)
+        if len(self._failures) > 10_000:
+            self._failures.clear()
+        await self.audit(
+            tenant=principal.tenant, actor=principal.actor, action="auth.forbidden",
+            resource_type="route", resource_id=path, outcome="refused",
+            detail={"role": principal.role, "action": action,
+                    "suppressed_since_last": suppressed},
+        )
+
     # ---- audit ----------------------------------------------------------------------------
     async def audit(
         self, *, tenant: str, actor: str, action: str, resource_type: str | None = None,
