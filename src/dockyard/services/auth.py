@@ -208,18 +208,24 @@ class KeyService:
             await self.on_tenant(tenant)
         self._seen_tenants.add(tenant)
 
-    async def audit_failure(self, exc: AuthFailure, *, client: str | None, path: str) -> None:
-        """Audit a failed authentication; repeats of the same failure are rate-limited."""
-        window = (exc.reason, exc.prefix or client or "")
+    def _due(self, window: tuple[str, str]) -> int | None:
+        """Rate limit of audit rows: None while ``window`` was written in the last
+        FAILURE_AUDIT_SECONDS (counted), else how many were left out since its last row."""
         now = time.monotonic()
         last = self._failures.get(window)
         if last is not None and now - last[0] < self.FAILURE_AUDIT_SECONDS:
             self._failures[window] = (last[0], last[1] + 1)
-            return
-        suppressed = last[1] if last is not None else 0
-        self._failures[window] = (now, 0)
+            return None
         if len(self._failures) > 10_000:  # bounded: a flood of distinct prefixes
             self._failures.clear()
+        self._failures[window] = (now, 0)
+        return last[1] if last is not None else 0
+
+    async def audit_failure(self, exc: AuthFailure, *, client: str | None, path: str) -> None:
+        """Audit a failed authentication; repeats of the same failure are rate-limited."""
+        suppressed = self._due((exc.reason, exc.prefix or client or ""))
+        if suppressed is None:
+            return
         await self.audit(
             tenant=exc.tenant or "", actor=exc.prefix or "anonymous", action="auth.failed",
             resource_type="api_key", resource_id=exc.key_id, outcome="failed",
@@ -234,16 +240,9 @@ class KeyService:
         if not self.enabled:
             return
         action = str(exc.details.get("action", ""))
-        window = ("forbidden", f"{principal.key_id}:{action}")
-        now = time.monotonic()
-        last = self._failures.get(window)
-        if last is not None and now - last[0] < self.FAILURE_AUDIT_SECONDS:
-            self._failures[window] = (last[0], last[1] + 1)
+        suppressed = self._due(("forbidden", f"{principal.key_id}:{action}"))
+        if suppressed is None:
             return
-        suppressed = last[1] if last is not None else 0
-        self._failures[window] = (now, 0)
-        if len(self._failures) > 10_000:
-            self._failures.clear()
         await self.audit(
             tenant=principal.tenant, actor=principal.actor, action="auth.forbidden",
             resource_type="route", resource_id=path, outcome="refused",
