@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dockyard.errors import Conflict, DockyardError, InvalidInput, NotFound, TooManyRequests
+from dockyard.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from dockyard.runtime.executor import RESULT_EVENT, ExecutionDeps
 from dockyard.runtime.protocol import ProtocolPublisher
 from dockyard.runtime.streaming import normalize_modes
@@ -90,19 +90,18 @@ class RunService:
 
     async def state_updated(self, thread_id: str, update: dict[str, Any]) -> None:
         """Tell the thread's joiners that its state was updated through the API."""
-        try:
-            await self.bus.publish(thread_runs_channel(thread_id), "state_update",
-                                   json_dumps(update))
-        except DockyardError as exc:
-            log.warning("state_update_not_announced thread_id=%s error=%s", thread_id, exc.code)
+        await self._tell_joiners(thread_id, "state_update", json_dumps(update))
 
     async def announce(self, run: dict[str, Any]) -> None:
         """Tell the thread's joiners (GET /threads/{id}/stream) that a run was created."""
+        await self._tell_joiners(run["thread_id"], "run", run["run_id"].encode())
+
+    async def _tell_joiners(self, thread_id: str, event: str, data: bytes) -> None:
         try:
-            await self.bus.publish(thread_runs_channel(run["thread_id"]), "run",
-                                   run["run_id"].encode())
-        except Exception as exc:  # the run exists; a joiner only misses it live
-            log.warning("run_not_announced run_id=%s error=%s", run["run_id"], exc)
+            await self.bus.publish(thread_runs_channel(thread_id), event, data)
+        except Exception as exc:  # what it tells happened; a joiner only misses it live
+            log.warning("thread_joiners_not_told thread_id=%s event=%s error=%s",
+                        thread_id, event, exc)
 
     async def check(self, payload: dict[str, Any], *, stateless: bool) -> None:
         """Validate a run payload without touching storage (crons check theirs at creation,
