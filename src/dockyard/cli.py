@@ -320,9 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     krevoke = ksub.add_parser("revoke", help="revoke an API key")
     krevoke.add_argument("key_id")
     _admin_flags(krevoke)
-    from dockyard import deploy_cli
+    from dockyard import deploy_cli, release_cli
 
-    deploy_cli.add_commands(sub)
+    release_cli.add_commands(sub, deploy_cli.add_commands(sub))
     args = parser.parse_args(argv)
     # Until the command validates its settings (then `_export` applies them exactly).
     fmt = getattr(args, "log_format", None) or os.environ.get("DOCKYARD_LOG_FORMAT", "")
@@ -339,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
             return _worker(args)
         if args.command in ("tenants", "keys"):
             return _admin(args)
+        if args.command in release_cli.COMMANDS or (
+                args.command == "revisions" and args.action == "env"):
+            return release_cli.run(args)
         if args.command in ("deploy", "revisions"):
             return deploy_cli.run(args)
     except DockyardError as exc:

@@ -133,6 +133,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_body_bytes": lambda n, r: _parse_int(n, r, 1),
     "max_revision_bytes": lambda n, r: _parse_int(n, r, 1),
     "max_revision_files": lambda n, r: _parse_int(n, r, 1),
+    "revision_workers": lambda n, r: _parse_int(n, r, 1),
     "allow_private_webhooks": _parse_bool,
     "webhook_allowed_domains": _parse_domains,
     "webhook_require_https": _parse_bool,
@@ -183,6 +184,12 @@ class Settings:
     # decompressed, and its number of entries.
     max_revision_bytes: int = 50 * 1024 * 1024
     max_revision_files: int = 10_000
+    # Extra `pip install` arguments for revisions' environments (e.g. an index URL, or
+    # `--no-index --find-links DIR` for an air-gapped server); split like a shell would.
+    revision_pip_args: str = ""
+    # Runs executed at once by each worker process of a revision (one per revision per
+    # worker-role process).
+    revision_workers: int = 8
     allow_private_webhooks: bool = False
     webhook_allowed_domains: tuple[str, ...] = ()
     webhook_require_https: bool = True

@@ -24,7 +24,11 @@ from dockyard.config import find_config_file
 UPLOAD_CHUNK = 256 * 1024
 
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Add ``deploy`` and ``revisions list``; returns the ``revisions`` subcommands (others
+    add theirs: ``revisions env`` is release_cli.py's)."""
     deploy = sub.add_parser("deploy", help="upload the project as a new immutable revision")
     deploy.add_argument("path", nargs="?", default=".", help="project directory")
     deploy.add_argument("-m", "--message", help="what changed (shown in revision listings)")
@@ -32,6 +36,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     revs = sub.add_parser("revisions", help="list the server's revisions")
     rsub = revs.add_subparsers(dest="action", required=True)
     _client_flags(rsub.add_parser("list", help="list revisions, newest first"))
+    return rsub
 
 
 def _client_flags(p: argparse.ArgumentParser) -> None:

@@ -227,6 +227,7 @@ CREATES = "creates"  # makes a resource of B's own; A's are checked untouched af
 RPC_ERROR = "rpc"    # JSON-RPC error object (A2A): unknown assistant
 IN_BAND = "in_band"  # thread protocol: errors are 200 envelopes, as the protocol defines
 REFUSED = "422"      # refused before anything is stored (B's own deploys: test_revisions.py)
+CONFLICT = "409"     # about B's own state (B has no deployment to roll back)
 
 ISOLATION: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/metrics"): (EMPTY, None),
@@ -303,6 +304,14 @@ ISOLATION: dict[tuple[str, str], tuple[str, Any]] = {
     ("POST", "/revisions"): (REFUSED, {}),
     ("GET", "/revisions"): (EMPTY, None),
     ("GET", "/revisions/{revision_id}"): (NOT_FOUND, None),
+    ("PUT", "/revisions/{revision_id}/env"): (NOT_FOUND, {"env": {"X": "stolen"}}),
+    ("GET", "/revisions/{revision_id}/env"): (NOT_FOUND, None),
+    ("GET", "/deployment"): (EMPTY, None),
+    ("GET", "/deployment/stats"): (EMPTY, None),
+    ("POST", "/deployment/promote"): (NOT_FOUND, {"revision_id": "{revision_id}"}),
+    ("POST", "/deployment/rollback"): (CONFLICT, {}),
+    ("POST", "/deployment/threads/migrate"):
+        (NOT_FOUND, {"to": "base", "thread_ids": ["{thread_id}"]}),
 }
 
 
@@ -341,6 +350,10 @@ def test_isolation_matrix(env: Env, tmp_path: Path) -> None:
     revision = c.post("/revisions", content=build_archive(project),
                       headers={**ha, "Content-Type": "application/gzip"})
     assert revision.status_code == 201, revision.text
+    # A serves that revision: B must see nothing of A's deployment
+    promoted = c.post("/deployment/promote", json={"revision_id": revision.json()["revision_id"]},
+                      headers=ha)
+    assert promoted.status_code == 200, promoted.text
     ids = {"thread_id": thread_id, "run_id": run_id, "assistant_id": assistant_id,
            "cron_id": cron.json()["cron_id"], "checkpoint_id": checkpoint_id,
            "namespace": "x", "key_id": key_id, "revision_id": revision.json()["revision_id"]}
@@ -363,6 +376,8 @@ def test_isolation_matrix(env: Env, tmp_path: Path) -> None:
             assert resp.status_code == 404, where
         elif expect == REFUSED:
             assert resp.status_code == 422, where
+        elif expect == CONFLICT:
+            assert resp.status_code == 409, where
         elif expect == IN_BAND:
             answer = resp.json()
             assert answer["type"] == "error" and "not found" in answer["message"], where

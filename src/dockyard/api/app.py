@@ -18,6 +18,7 @@ from dockyard.api import (
     agent_protocols,
     assistants,
     crons,
+    deployments,
     ops,
     protocol,
     revisions,
@@ -203,6 +204,7 @@ def create_app(
         app.include_router(agent_protocols.a2a_router)  # assistants as A2A agents, their cards
     app.include_router(admin.router)  # API keys and the audit log (role admin)
     app.include_router(revisions.router)  # `dockyard deploy`: immutable, verified revisions
+    app.include_router(deployments.router)  # promote, canary, rollback, revision env
     # Every route needs an action class; a route missing from the table stops the server here.
     # The visual debugger: its page and assets are public; its calls to the API above carry the
     # user's key like any client's.

@@ -115,6 +115,14 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/revisions"): "deploy",
     ("GET", "/revisions"): "read",
     ("GET", "/revisions/{revision_id}"): "read",
+    ("PUT", "/revisions/{revision_id}/env"): "deploy",
+    ("GET", "/revisions/{revision_id}/env"): "deploy",
+    # -- deployment (serving revisions) --
+    ("GET", "/deployment"): "read",
+    ("GET", "/deployment/stats"): "read",
+    ("POST", "/deployment/promote"): "deploy",
+    ("POST", "/deployment/rollback"): "rollback",
+    ("POST", "/deployment/threads/migrate"): "deploy",
     # -- admin --
     ("POST", "/admin/keys"): "manage_keys",
     ("GET", "/admin/keys"): "manage_keys",

@@ -34,8 +34,10 @@ class WorkerPool:
         max_attempts: int = 3,
         tenant_limit: int = 0,
         assistant_limit: int = 0,
+        revision: str | None = None,
     ) -> None:
         self.deps = deps
+        self.revision = revision  # None: the base project's runs; else that revision's
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
@@ -134,7 +136,7 @@ class WorkerPool:
             try:
                 run = await self.deps.queue.claim(
                     self.worker_id, self.lease_seconds, tenant_limit=self.tenant_limit,
-                    assistant_limit=self.assistant_limit,
+                    assistant_limit=self.assistant_limit, revision=self.revision,
                 )
             except Exception:
                 self._slots.release()
@@ -156,7 +158,7 @@ class WorkerPool:
             self._active[run["run_id"]] = task
 
     async def _idle_timeout(self) -> float:
-        nxt = await self.deps.queue.next_available_at()
+        nxt = await self.deps.queue.next_available_at(self.revision)
         if nxt is None:
             return self.poll_seconds
         delay = (datetime.fromisoformat(nxt) - datetime.now(UTC)).total_seconds()

@@ -41,7 +41,8 @@ ACTIONS = (
     "manage_assistants",  # create, patch, delete assistants, set the latest version
     "manage_crons",       # create, patch, delete crons
     "write_store",        # put/delete store items
-    "deploy",             # upload revisions of the project's code (`dockyard deploy`)
+    "deploy",             # upload revisions, promote them, their env vars, migrate threads
+    "rollback",           # roll a deployment back (drop a canary, restore the previous revision)
     "manage_keys",        # the admin API: API keys
     "audit",              # read the audit log
     "metrics",            # /metrics (cluster-wide figures)
@@ -49,10 +50,10 @@ ACTIONS = (
 ROLES: dict[str, frozenset[str]] = {
     "viewer": frozenset({"read"}),
     "approver": frozenset({"read", "resume"}),
-    "operator": frozenset({"read", "operate", "metrics"}),
+    "operator": frozenset({"read", "operate", "metrics", "rollback"}),
     "developer": frozenset({
         "read", "run", "resume", "operate", "write_threads", "update_state",
-        "manage_assistants", "manage_crons", "write_store", "deploy",
+        "manage_assistants", "manage_crons", "write_store", "deploy", "rollback",
     }),
     "admin": frozenset(ACTIONS),
 }

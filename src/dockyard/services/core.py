@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,8 @@ from dockyard.errors import ConfigError
 from dockyard.runtime.executor import ExecutionDeps
 from dockyard.runtime.loader import GraphRegistry
 from dockyard.runtime.metrics import Metrics
+from dockyard.runtime.relay import RelayServer
+from dockyard.runtime.supervisor import RevisionSupervisor
 from dockyard.runtime.tracing import run_tracer, tracer_provider_from_env
 from dockyard.runtime.webhooks import UrlPolicy, WebhookDeliverer
 from dockyard.runtime.worker import WorkerPool
@@ -25,6 +29,7 @@ from dockyard.services.assistants import AssistantService
 from dockyard.services.auth import KeyService
 from dockyard.services.cron_scheduler import CronScheduler
 from dockyard.services.crons import CronService
+from dockyard.services.deployments import DeploymentService
 from dockyard.services.mcp import McpService
 from dockyard.services.protocol import ThreadProtocol
 from dockyard.services.revisions import RevisionService
@@ -157,10 +162,12 @@ class Dockyard:
         )
         self._notify_tasks: set[asyncio.Task[None]] = set()
         self.assistants = AssistantService(Assistants(self.storage), self.registry)
+        self.deployments = DeploymentService(self.storage, base_graphs=self.registry.graph_ids)
         self.threads = ThreadService(self.storage, self.registry, self.store)
         self.runs = RunService(
             self.deps, self.assistants, self.threads, self.notify_new_runs,
             webhook_policy=self.webhook_policy, max_queue_depth=settings.max_queue_depth,
+            deployments=self.deployments,
         )
         # Tenants seen for the first time get their graphs' default assistants.
         self.auth = KeyService(self.storage, mode=settings.auth,
@@ -171,7 +178,20 @@ class Dockyard:
         self.mcp = McpService(self.assistants, self.runs, version=__version__)
         self.a2a = A2AService(self.assistants, self.threads, self.runs)
         self.revisions = RevisionService(self.storage, max_bytes=settings.max_revision_bytes,
-                                         max_files=settings.max_revision_files)
+                                         max_files=settings.max_revision_files,
+                                         envs_root=self.data_dir / "envs",
+                                         pip_args=settings.revision_pip_args)
+        # Revisions serve from worker processes of their own, spawned by every process that
+        # executes runs; in embedded mode they reach this process's bus through the relay.
+        self.relay: RelayServer | None = None
+        self.supervisor: RevisionSupervisor | None = None
+        if self.runs_workers:
+            if self.storage.dialect == "sqlite" or not settings.redis_url:
+                self.relay = RelayServer(self.bus, Path(tempfile.gettempdir())
+                                         / f"dockyard-relay-{uuid.uuid4().hex[:12]}.sock")
+            self.supervisor = RevisionSupervisor(
+                self.deployments, settings, data_dir=self.data_dir, relay=self.relay,
+                database_url=settings.database_url or f"sqlite:///{db_path.resolve()}")
         self.crons = CronService(self.storage, self.runs, self.notify_crons)
         self.scheduler = CronScheduler(
             self.crons, poll_seconds=settings.cron_poll_seconds,
@@ -188,6 +208,10 @@ class Dockyard:
         """A run was queued: wake this process's pool and, across processes, everyone else's."""
         if self.runs_workers:
             self.pool.notify()
+            if self.relay is not None:
+                self.relay.wake()
+            if self.supervisor is not None:
+                self.supervisor.notify()
         if self.storage.dialect != "sqlite":
             task = asyncio.create_task(self.storage.notify_runs())
             self._notify_tasks.add(task)
@@ -206,6 +230,8 @@ class Dockyard:
     def _on_notification(self) -> None:
         self.pool.notify()
         self.scheduler.notify()
+        if self.supervisor is not None:
+            self.supervisor.notify()
 
     @property
     def data_dir(self) -> Path:
@@ -235,6 +261,10 @@ class Dockyard:
             await self.pool.start()
             await self.scheduler.start()
             await self.webhooks.start()
+            if self.relay is not None:
+                await self.relay.start()
+            if self.supervisor is not None:
+                await self.supervisor.start()
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="dockyard-store-sweeper")
         ttl = self.project.checkpointer_ttl or {}
         if ttl.get("default_ttl"):
@@ -252,6 +282,10 @@ class Dockyard:
                 task.cancel()
         if self.runs_workers:
             await self.scheduler.stop()
+            if self.supervisor is not None:
+                await self.supervisor.stop(self.settings.shutdown_grace_seconds)
+            if self.relay is not None:
+                await self.relay.stop()
             await self.pool.stop(grace_seconds=self.settings.shutdown_grace_seconds)
         if self.runs_workers:
             await self.webhooks.stop()

@@ -5,8 +5,10 @@ the tenant's existing revision of the same content if there is one, otherwise ve
 the project config and import every graph in a separate interpreter) and store it as ``ready``
 with its graph ids, or ``failed`` with the full error. A failed revision never serves.
 
-This increment stores and verifies; running revisions side by side, promotion, canaries and
-rollback come next (README "Deploy revisions").
+Verification runs in the revision's own environment (``runtime/revision_env.py``), so a
+requirement that cannot be installed fails the revision too. Serving (worker processes per
+revision, routing, canaries, rollback) is ``services/deployments.py`` and
+``runtime/supervisor.py``.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import asyncio
 import json
 import logging
 import os
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dockyard.bundle import unpack
-from dockyard.errors import Conflict, InvalidInput, NotFound
+from dockyard.errors import Conflict, DockyardError, InvalidInput, NotFound
+from dockyard.runtime.revision_env import build_env, requirements
 from dockyard.services.ids import new_id
 from dockyard.storage.base import Storage, utcnow
 from dockyard.storage.revisions import Revisions
@@ -52,9 +54,11 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class RevisionService:
-    def __init__(self, db: Storage, *, max_bytes: int, max_files: int,
-                 verify_timeout: float = VERIFY_TIMEOUT_SECONDS) -> None:
+    def __init__(self, db: Storage, *, max_bytes: int, max_files: int, envs_root: Path,
+                 pip_args: str = "", verify_timeout: float = VERIFY_TIMEOUT_SECONDS) -> None:
         self.revisions = Revisions(db)
+        self.envs_root = envs_root
+        self.pip_args = pip_args
         self.max_bytes = max_bytes
         self.max_files = max_files
         self.verify_timeout = verify_timeout
@@ -101,12 +105,19 @@ class RevisionService:
         return public(row)
 
     async def _verify(self, project: Path) -> dict[str, Any]:
-        """Import the project's graphs in a child interpreter; ``{"graphs"}`` or ``{"error"}``."""
+        """Build the revision's environment, then import its graphs in a child interpreter
+        of that environment; ``{"graphs"}`` or ``{"error"}``."""
+        try:
+            reqs = await asyncio.to_thread(requirements, project)
+            python = await asyncio.to_thread(build_env, reqs, self.envs_root,
+                                             pip_args=self.pip_args)
+        except DockyardError as exc:
+            return {"error": exc.message}
         result = project.parent / "verify.json"
         # The server's own settings (database URL, secrets) are not the revision's business.
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "dockyard.runtime.verify", str(project), str(result),
+            python, "-m", "dockyard.runtime.verify", str(project), str(result),
             cwd=project, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )

@@ -15,6 +15,7 @@ from dockyard.runtime.streaming import normalize_modes
 from dockyard.runtime.webhooks import UrlPolicy
 from dockyard.serde import json_dumps, json_loads
 from dockyard.services.assistants import AssistantService
+from dockyard.services.deployments import DeploymentService
 from dockyard.services.ids import check_uuid, new_id
 from dockyard.services.threads import ThreadService
 from dockyard.storage.queue import in_seconds, public_run
@@ -42,6 +43,7 @@ class PreparedRun:
 
     record: dict[str, Any]
     new_thread: dict[str, Any] | None
+    pin: str | None = None  # the revision to pin the thread to (its first run), or None
 
 
 class RunService:
@@ -54,6 +56,7 @@ class RunService:
         *,
         webhook_policy: UrlPolicy,
         max_queue_depth: int = 0,
+        deployments: DeploymentService | None = None,
     ) -> None:
         self.deps = deps
         self.queue = deps.queue
@@ -64,6 +67,7 @@ class RunService:
         self.webhook_policy = webhook_policy
         self._announcing: set[asyncio.Future[None]] = set()
         self.max_queue_depth = max_queue_depth
+        self.deployments = deployments
 
     # ---- create ------------------------------------------------------------------------
     async def create(
@@ -159,6 +163,7 @@ class RunService:
         await self.check(payload, stateless=temporary)
         strategy = payload.get("multitask_strategy") or "enqueue"
         new_thread: dict[str, Any] | None = None
+        pinned: str | None = None
         if temporary:
             tid = new_id()
             new_thread = {**(thread_metadata or {}), "graph_id": assistant["graph_id"],
@@ -175,6 +180,7 @@ class RunService:
             elif payload.get("if_not_exists") not in (None, "create", "reject"):
                 raise InvalidInput("if_not_exists must be 'create' or 'reject'")
             meta = row["metadata"]
+            pinned = row.get("revision_id")
             if meta.get("graph_id") != assistant["graph_id"] or "assistant_id" not in meta:
                 await self.threads.repo.update(
                     tenant, tid, metadata={**meta, "graph_id": assistant["graph_id"],
@@ -211,8 +217,11 @@ class RunService:
             "feedback_keys": payload.get("feedback_keys"),
             **(extra_kwargs or {}),
         }
+        revision, pin = (None, None) if self.deployments is None else \
+            await self.deployments.route(tenant, tid, pinned, assistant["graph_id"])
         record: dict[str, Any] = {
             "run_id": run_id or new_id(),
+            "revision_id": revision,
             "thread_id": tid,
             "assistant_id": assistant["assistant_id"],
             "assistant_version": assistant["version"],
@@ -226,7 +235,7 @@ class RunService:
         after = payload.get("after_seconds")
         if after:
             record["available_at"] = in_seconds(after)
-        return PreparedRun(record=record, new_thread=new_thread)
+        return PreparedRun(record=record, new_thread=new_thread, pin=pin)
 
     async def write(self, tx: Any, tenant: str, prepared: PreparedRun) -> dict[str, Any]:
         """Write a prepared run (and a stateless run's thread) inside the transaction ``tx``;
@@ -235,7 +244,8 @@ class RunService:
         if prepared.new_thread is not None:
             await self.threads.repo.insert(tenant, record["thread_id"], prepared.new_thread, tx=tx)
         run = await self.queue.insert(tenant, record, tx=tx)
-        await self.threads.repo.update(tenant, record["thread_id"], tx=tx, status="busy")
+        pin = {"revision_id": prepared.pin} if prepared.pin else {}
+        await self.threads.repo.update(tenant, record["thread_id"], tx=tx, status="busy", **pin)
         return run
 
     # ---- read --------------------------------------------------------------------------

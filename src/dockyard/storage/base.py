@@ -50,6 +50,9 @@ JSON_COLUMNS = {
     "value",
     "detail",
     "graphs",
+    "current_graphs",  # deployments.routing: the current and canary revisions' graphs
+    "canary_graphs",
+    "auto_rollback",
 }
 
 SORTABLE = {

@@ -15,7 +15,7 @@ from dockyard.storage.base import Storage, decode_row, dumps, utcnow
 RUN_COLS = (
     "run_id, thread_id, assistant_id, assistant_version, graph_id, status, metadata, kwargs,"
     " multitask_strategy, temporary, priority, attempts, available_at, worker_id, lease_until,"
-    " started_at, ended_at, error, created_at, updated_at, tenant_id"
+    " started_at, ended_at, error, created_at, updated_at, tenant_id, revision_id"
 )
 
 ACTIVE = ("pending", "running")
@@ -66,19 +66,19 @@ class RunQueue:
             "status": "pending", "attempts": 0, "priority": 0, "temporary": 0,
             "available_at": now, "worker_id": None, "lease_until": None, "started_at": None,
             "ended_at": None, "error": None, "created_at": now, "updated_at": now,
-            "tenant_id": tenant, **run,
+            "tenant_id": tenant, "revision_id": None, **run,
         }
         await self.db.execute_in(
             tx,
             "INSERT INTO runs (run_id, tenant_id, thread_id, assistant_id, assistant_version,"
             " graph_id, status, metadata, kwargs, multitask_strategy, temporary, priority,"
-            " attempts, available_at, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " attempts, available_at, created_at, updated_at, revision_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row["run_id"], tenant, row["thread_id"], row["assistant_id"],
                 row["assistant_version"], row["graph_id"], row["status"], dumps(row["metadata"]),
                 dumps(row["kwargs"]), row["multitask_strategy"], int(row["temporary"]),
-                row["priority"], 0, row["available_at"], now, now,
+                row["priority"], 0, row["available_at"], now, now, row["revision_id"],
             ),
         )
         return row
@@ -119,9 +119,12 @@ class RunQueue:
 
     async def claim(
         self, worker_id: str, lease_seconds: float, *, tenant_limit: int = 0,
-        assistant_limit: int = 0,
+        assistant_limit: int = 0, revision: str | None = None,
     ) -> dict[str, Any] | None:
         """Take the next claimable run, sharing fairly between tenants.
+
+        ``revision`` None takes runs of the server's own project (the base), otherwise runs
+        pinned to that revision: each revision's code runs in worker processes of its own.
 
         Tenants with pending runs are served round-robin (a burst of one tenant cannot starve
         another); within a tenant, highest priority first, then oldest. A thread runs one run
@@ -129,6 +132,8 @@ class RunQueue:
         (0 = no cap).
         """
         now = utcnow()
+        revision_cond = " AND r.revision_id IS NULL" if revision is None else " AND r.revision_id = ?"
+        revision_params: tuple[str, ...] = () if revision is None else (revision,)
         async with self.db.transaction() as tx:
             tenants = [r["tenant_id"] for r in await self.db._fetch(tx, PENDING_TENANTS)]
             # Round-robin: start after the tenant this queue served last.
@@ -145,13 +150,13 @@ class RunQueue:
                 rows = await self.db._fetch(
                     tx,
                     "SELECT r.run_id, r.assistant_id FROM runs r WHERE r.status = 'pending'"
-                    " AND r.tenant_id = ? AND r.available_at <= ?"
+                    " AND r.tenant_id = ? AND r.available_at <= ?" + revision_cond +
                     " AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.thread_id = r.thread_id"
                     " AND o.status = 'running')"
                     " AND NOT EXISTS (SELECT 1 FROM runs e WHERE e.thread_id = r.thread_id"
                     " AND e.status = 'pending' AND e.created_at < r.created_at)"
                     " ORDER BY r.priority DESC, r.created_at LIMIT 16" + self.db.claim_lock,
-                    (tenant, now),
+                    (tenant, now, *revision_params),
                 )
                 for row in rows:
                     if assistant_limit:
@@ -196,9 +201,12 @@ class RunQueue:
         row = await self.db.fetchone("SELECT COUNT(*) AS n FROM runs WHERE status = 'pending'")
         return int(row["n"]) if row else 0
 
-    async def next_available_at(self) -> str | None:
+    async def next_available_at(self, revision: str | None = None) -> str | None:
+        """When the next pending run of the base (None) or of ``revision`` becomes due."""
+        cond = "revision_id IS NULL" if revision is None else "revision_id = ?"
         row = await self.db.fetchone(
-            "SELECT MIN(available_at) AS t FROM runs WHERE status = 'pending'"
+            f"SELECT MIN(available_at) AS t FROM runs WHERE status = 'pending' AND {cond}",
+            () if revision is None else (revision,),
         )
         return row["t"] if row else None
 

@@ -174,7 +174,8 @@ class Assistants:
 
 
 THREAD_COLS = (
-    'thread_id, status, metadata, config, "values", interrupts, error, created_at, updated_at'
+    'thread_id, status, metadata, config, "values", interrupts, error, created_at, updated_at,'
+    ' revision_id'
 )
 
 
