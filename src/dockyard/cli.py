@@ -1,5 +1,6 @@
 """``dockyard`` command line: dev (one process, reload), serve, worker, migrate, the
-administration of teams (tenants and API keys), and deploys (revisions, in deploy_cli.py).
+administration of teams (tenants and API keys), deploys (revisions, in deploy_cli.py), images
+(`build`, in image.py) and CI workflows (`init --ci`, in ci.py).
 
 Every flag names the ``DOCKYARD_*`` variable it sets; flags are passed to the server process
 through those variables, so a reloaded process sees exactly the same settings.
@@ -320,9 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     krevoke = ksub.add_parser("revoke", help="revoke an API key")
     krevoke.add_argument("key_id")
     _admin_flags(krevoke)
-    from dockyard import deploy_cli, release_cli
+    from dockyard import ci, deploy_cli, image, release_cli
 
     release_cli.add_commands(sub, deploy_cli.add_commands(sub))
+    image.add_commands(sub)
+    ci.add_commands(sub)
     args = parser.parse_args(argv)
     # Until the command validates its settings (then `_export` applies them exactly).
     fmt = getattr(args, "log_format", None) or os.environ.get("DOCKYARD_LOG_FORMAT", "")
@@ -344,6 +347,10 @@ def main(argv: list[str] | None = None) -> int:
             return release_cli.run(args)
         if args.command in ("deploy", "revisions"):
             return deploy_cli.run(args)
+        if args.command == "build":
+            return image.run(args)
+        if args.command == "init":
+            return ci.run(args)
     except DockyardError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
