@@ -58,13 +58,16 @@ graph = b.compile()
 
 
 def write_project(path: Path, version: str, *, dependencies: list[str] | None = None,
-                  extra_import: str = "", extra_value: str = "") -> Path:
+                  extra_import: str = "", extra_value: str = "",
+                  smoke: dict[str, Any] | None = None) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / "agent.py").write_text(GRAPH.format(version=version, extra_import=extra_import,
                                                 extra_value=extra_value))
     config: dict[str, Any] = {"graphs": {"agent": "./agent.py:graph"}}
     if dependencies is not None:
         config["dependencies"] = dependencies
+    if smoke is not None:
+        config["dockyard"] = {"smoke": smoke}
     (path / "langgraph.json").write_text(json.dumps(config))
     return path
 
@@ -252,6 +255,15 @@ def test_revision_requirements(srv: Server, tmp_path: Path) -> None:
     failed = cli(srv, "deploy", cwd=bad)
     assert failed.returncode != 0
     assert "dockyard-no-such-dist" in failed.stderr and "failed verification" in failed.stderr
+    # a smoke input that fails fails the revision too (the broken version raises in a node)
+    smoked = cli(srv, "deploy", cwd=write_project(tmp_path / "smoked", "broken",
+                                                  smoke={"agent": {"input": {}}}))
+    assert smoked.returncode != 0
+    assert ("the smoke input of graph 'agent' failed: RuntimeError: this revision always fails"
+            in smoked.stderr), smoked.stderr
+    ok_smoke = cli(srv, "deploy", cwd=write_project(tmp_path / "smoke-ok", "v9",
+                                                    smoke={"agent": {"input": {"ask": True}}}))
+    assert ok_smoke.returncode == 0, ok_smoke.stderr
     with httpx.Client(base_url=srv.url, timeout=30) as c:
         bad_id = next(r["revision_id"] for r in c.get("/revisions").json()
                       if r["status"] == "failed")

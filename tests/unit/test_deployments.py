@@ -241,3 +241,22 @@ async def test_runs_carry_their_revision_and_claims_filter(db: Storage) -> None:
     assert base is not None and base["run_id"] == rows[None] and base["revision_id"] is None
     assert await queue.claim("w", 5) is None
 
+
+
+def test_smoke_section_is_validated(tmp_path: Path) -> None:
+    from dockyard.config import load_project
+    from dockyard.errors import ConfigError
+    from dockyard.services.triggers import parse_dockyard_section
+
+    def section(smoke: Any) -> Any:
+        p = _project(tmp_path / str(uuid.uuid4()), ["."], {})
+        config = json.loads((p / "langgraph.json").read_text())
+        (p / "langgraph.json").write_text(json.dumps({**config, "dockyard": {"smoke": smoke}}))
+        return parse_dockyard_section(load_project(p))
+
+    assert section({"agent": {"input": {"x": 1}}}).smoke == {"agent": {"input": {"x": 1}}}
+    for bad, where in (([], "dockyard.smoke"), ({"nope": {"input": 1}}, "no graph 'nope'"),
+                       ({"agent": {"inputs": 1}}, "dockyard.smoke.agent"),
+                       ({"agent": {"input": 1, "config": []}}, "config")):
+        with pytest.raises(ConfigError, match=where):
+            section(bad)

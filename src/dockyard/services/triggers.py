@@ -58,7 +58,7 @@ DEFAULT_IDEMPOTENCY = {
     "slack": "$.event_id",
     "dockyard": "header:Dockyard-Webhook-Id",
 }
-SECTION_KEYS = {"triggers", "webhook_secrets"}
+SECTION_KEYS = {"triggers", "webhook_secrets", "smoke"}
 TRIGGER_KEYS = {"assistant_id", "scheme", "secret_env", "input", "idempotency", "thread_id",
                 "multitask_strategy", "metadata", "tenant"}
 _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
@@ -88,6 +88,8 @@ class DockyardSection:
 
     triggers: dict[str, TriggerSpec] = field(default_factory=dict)
     webhook_secrets: dict[str, str] = field(default_factory=dict)  # assistant/graph id -> env var
+    # graph id -> {"input": …, "config": {…}}: run once when a revision is verified
+    smoke: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def parse_dockyard_section(project: ProjectConfig) -> DockyardSection:
@@ -117,7 +119,20 @@ def parse_dockyard_section(project: ProjectConfig) -> DockyardSection:
     triggers = {
         name: _parse_trigger(project, name, spec, fail) for name, spec in triggers_raw.items()
     }
-    return DockyardSection(triggers=triggers, webhook_secrets=dict(secrets_raw))
+    smoke_raw = raw.get("smoke", {})
+    if not isinstance(smoke_raw, dict):
+        raise fail("dockyard.smoke", "expected an object mapping graph ids to "
+                   '{"input": …, "config": {…}}')
+    for graph_id, spec in smoke_raw.items():
+        where = f"dockyard.smoke.{graph_id}"
+        if graph_id not in project.graphs:
+            raise fail(where, f"no graph {graph_id!r} in this project")
+        if not isinstance(spec, dict) or set(spec) - {"input", "config"}:
+            raise fail(where, 'expected {"input": …} with an optional "config" object')
+        if not isinstance(spec.get("config", {}), dict):
+            raise fail(f"{where}.config", "expected an object")
+    return DockyardSection(triggers=triggers, webhook_secrets=dict(secrets_raw),
+                           smoke=dict(smoke_raw))
 
 
 def _parse_trigger(
