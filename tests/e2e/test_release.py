@@ -246,6 +246,10 @@ def test_revision_requirements(srv: Server, tmp_path: Path) -> None:
                           extra_import="import dockyard_e2e_extra",
                           extra_value=":{dockyard_e2e_extra.VALUE}")
     rev = deploy(srv, extra)
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        log = c.get(f"/revisions/{rev}").json()["build_log"]
+    assert "building environment" in log and "dockyard_e2e_extra==1.0" in log, log
+    assert "verified in" in log and "graphs agent" in log, log
     assert cli(srv, "promote", rev, cwd=tmp_path).returncode == 0
     _, out = run_thread(srv, {"input": {}})
     assert out["trail"] == ["first:x:-:extra-1.0"]

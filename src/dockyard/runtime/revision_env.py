@@ -136,9 +136,13 @@ def build_env(reqs: list[str], root: Path, *, pip_args: str = "",
     dest = root / key
     python = dest / "bin" / "python"
     if (dest / READY).exists():
+        if progress:
+            progress(f"environment {key[:12]} found in the cache")
         return str(python)
     with _locked(root / f"{key}.lock"):
         if (dest / READY).exists():
+            if progress:
+                progress(f"environment {key[:12]} built meanwhile by another process")
             return str(python)
         if progress:
             progress(f"building environment {key[:12]} ({len(reqs)} requirements)")

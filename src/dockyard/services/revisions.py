@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,9 @@ class DeployMeta:
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: row[k] for k in ("revision_id", "content_hash", "status", "error", "graphs",
-                                "author", "message", "git_commit", "created_at", "size_bytes")}
+    return {k: row.get(k) for k in ("revision_id", "content_hash", "status", "error", "graphs",
+                                    "author", "message", "git_commit", "created_at",
+                                    "size_bytes", "build_log")}
 
 
 class RevisionService:
@@ -81,13 +83,15 @@ class RevisionService:
             existing = await self.revisions.by_hash(tenant, unpacked.content_hash)
             if existing is not None:
                 return self._outcome(existing), False
-            outcome = await self._verify(project)
+            build_log = [f"unpacked {unpacked.files} entries "
+                         f"({unpacked.size / 1024:.1f} KiB), content {unpacked.content_hash[:12]}"]
+            outcome = await self._verify(project, build_log)
         row = {
             "revision_id": new_id(), "tenant_id": tenant, "content_hash": unpacked.content_hash,
             "author": meta.author, "message": meta.message, "git_commit": meta.git_commit,
             "created_at": utcnow(), "status": "failed" if "error" in outcome else "ready",
             "error": outcome.get("error"), "graphs": outcome.get("graphs", []),
-            "size_bytes": archive.stat().st_size,
+            "size_bytes": archive.stat().st_size, "build_log": "\n".join(build_log)[-8000:],
         }
         try:
             await self.revisions.insert(row, await asyncio.to_thread(archive.read_bytes))
@@ -104,15 +108,22 @@ class RevisionService:
     def _outcome(row: dict[str, Any]) -> dict[str, Any]:
         return public(row)
 
-    async def _verify(self, project: Path) -> dict[str, Any]:
+    async def _verify(self, project: Path, build_log: list[str]) -> dict[str, Any]:
         """Build the revision's environment, then import its graphs in a child interpreter
-        of that environment; ``{"graphs"}`` or ``{"error"}``."""
+        of that environment; ``{"graphs"}`` or ``{"error"}``. Steps go to ``build_log``."""
+        started = time.perf_counter()
         try:
             reqs = await asyncio.to_thread(requirements, project)
             python = await asyncio.to_thread(build_env, reqs, self.envs_root,
-                                             pip_args=self.pip_args)
+                                             pip_args=self.pip_args, progress=build_log.append)
         except DockyardError as exc:
+            build_log.append(f"environment failed after {time.perf_counter() - started:.1f}s")
             return {"error": exc.message}
+        build_log.append(
+            f"environment ready in {time.perf_counter() - started:.1f}s: "
+            + (f"{len(reqs)} requirements ({', '.join(reqs)})" if reqs
+               else "no requirements (the server's interpreter)"))
+        started = time.perf_counter()
         result = project.parent / "verify.json"
         # The server's own settings (database URL, secrets) are not the revision's business.
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
@@ -136,6 +147,10 @@ class RevisionService:
         if "error" in outcome:  # paths of the temporary directory mean nothing to the user
             outcome["error"] = str(outcome["error"]).replace(str(project) + os.sep, "") \
                 .replace(str(project), ".")
+            build_log.append(f"verification failed after {time.perf_counter() - started:.1f}s")
+        else:
+            build_log.append(f"verified in {time.perf_counter() - started:.1f}s: graphs "
+                             f"{', '.join(outcome.get('graphs', []))}")
         return outcome
 
     async def get(self, tenant: str, revision_id: str) -> dict[str, Any]:

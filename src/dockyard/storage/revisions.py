@@ -8,7 +8,7 @@ from dockyard.storage.base import Storage, dumps
 
 # Every column but the archive: listings never carry the code itself.
 COLS = ("revision_id, tenant_id, content_hash, author, message, git_commit, created_at, status,"
-        " error, size_bytes, graphs")
+        " error, size_bytes, graphs, build_log")
 
 
 class Revisions:
@@ -19,11 +19,12 @@ class Revisions:
 
     async def insert(self, row: dict[str, Any], archive: bytes) -> None:
         await self.db.execute(
-            f"INSERT INTO revisions ({COLS}, archive) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO revisions ({COLS}, archive)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (row["revision_id"], row["tenant_id"], row["content_hash"], row.get("author"),
              row.get("message"), row.get("git_commit"), row["created_at"], row["status"],
              None if row.get("error") is None else dumps(row["error"]), row["size_bytes"],
-             dumps(row["graphs"]), archive),
+             dumps(row["graphs"]), row.get("build_log"), archive),
         )
 
     async def get(self, tenant: str, revision_id: str) -> dict[str, Any] | None:

@@ -2,6 +2,10 @@
 -- revision each thread and run is pinned to, the history of promotions and rollbacks, and the
 -- revisions' own environment variables.
 
+-- What verification did (unpacking, the environment, imports, smoke inputs, with timings):
+-- the release console's build log. Written once, with the row.
+ALTER TABLE revisions ADD COLUMN build_log TEXT;
+
 -- A run executes on exactly one revision: NULL is the server's own project (the "base"),
 -- otherwise the revision whose worker processes claim it (RunQueue.claim filters on it).
 ALTER TABLE runs ADD COLUMN revision_id TEXT;
