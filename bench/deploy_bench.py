@@ -72,16 +72,25 @@ def wait_for(c: httpx.Client, version: str, started: float, timeout: float = 600
     return time.perf_counter() - started
 
 
-def deploy(url: str, project: Path, c: httpx.Client, version: str) -> float:
+PHASES: dict[str, list[float]] = {}
+
+
+def deploy(url: str, project: Path, c: httpx.Client, version: str, kind: str) -> float:
     started = time.perf_counter()
     out = subprocess.run([str(VENV_BIN / "dockyard"), "deploy", "--server", url], cwd=project,
                          capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"deploy failed: {out.stderr}")
+    uploaded = time.perf_counter()
     revision = out.stdout.split()[1]
     resp = c.post("/deployment/promote", json={"revision_id": revision})
     resp.raise_for_status()
-    return wait_for(c, version, started)
+    total = wait_for(c, version, started)
+    PHASES.setdefault(f"{kind}: `dockyard deploy` (bundle, upload, env, verify)", []).append(
+        uploaded - started)
+    PHASES.setdefault(f"{kind}: promote → first run served", []).append(
+        total - (uploaded - started))
+    return total
 
 
 def row(name: str, samples: list[float]) -> str:
@@ -124,7 +133,7 @@ def main() -> None:
                         project = tmp / version
                         write(project, version, None if kind == "no requirements"
                               else args.requirement)
-                        results[kind].append(deploy(server.url, project, c, version))
+                        results[kind].append(deploy(server.url, project, c, version, kind))
                     previous = f"v{n - 1}"
                     started = time.perf_counter()
                     c.post("/deployment/rollback", json={}).raise_for_status()
@@ -135,6 +144,9 @@ def main() -> None:
           "call) to the first run served by that code\n")
     print("| case | n | median s | min s | max s |\n|---|---|---|---|---|")
     for name, samples in results.items():
+        print(row(name, samples))
+    print("\nphases\n\n| phase | n | median s | min s | max s |\n|---|---|---|---|---|")
+    for name, samples in PHASES.items():
         print(row(name, samples))
 
 

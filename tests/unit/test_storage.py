@@ -28,15 +28,21 @@ postgres_only = pytest.mark.skipif(TEST_DATABASE != "postgres",
 
 
 # ---- migrations ---------------------------------------------------------------------------
+# Every migration file, in order (a new file must be applied once, in its place).
+MIGRATIONS = [f"{i:04d}" for i in range(1, 9)]
+assert sorted(p.name[:4] for p in (Path(__file__).parents[2] / "src" / "dockyard" / "storage"
+                                   / "migrations").glob("*.sql")) == MIGRATIONS
+
+
 async def test_migrations_are_idempotent(new_database: NewDatabase, tmp_path: Path) -> None:
     url = new_database(migrated=False)
     storage = create_storage(url, default_path=tmp_path / "unused.sqlite")
     await storage.open()
     try:
-        assert await storage.migrate() == ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
+        assert await storage.migrate() == MIGRATIONS
         assert await storage.migrate() == []
         rows = await storage.fetchall("SELECT version FROM schema_migrations ORDER BY version")
-        assert [r["version"] for r in rows] == ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
+        assert [r["version"] for r in rows] == MIGRATIONS
         await Threads(storage).insert(T, new_id(), {"kept": True})
     finally:
         await storage.close()
