@@ -2,11 +2,13 @@
 
 Every process that executes runs (roles ``all`` and ``worker``) runs one supervisor. It keeps
 one child process (``runtime/revision_worker.py``) per live revision — current or canary of
-any tenant, or holding pending/running runs (a thread pinned to an older revision that
-resumed) — with the revision's files unpacked and its environment built on this machine
-(``runtime/revision_env.py``). A child that exits is restarted with backoff; a revision that
-stops being live keeps its child for ``linger_seconds`` (a resumed old thread often brings a
-second run), then the child is sent SIGTERM and hands its unfinished runs back to the queue.
+any tenant, holding pending/running runs (a thread pinned to an older revision that
+resumed), or a tenant's newest revision for five minutes after its deploy (pre-warmed for
+the promote that usually follows) — with the revision's files unpacked and its environment
+built on this machine (``runtime/revision_env.py``). A child that exits is restarted with
+backoff; a revision that stops being live keeps its child for ``linger_seconds`` (a resumed
+old thread often brings a second run), then the child is sent SIGTERM and hands its
+unfinished runs back to the queue.
 A revision whose environment variables change gets a fresh child.
 
 The supervisor also watches canaries: ``DeploymentService.check_canaries`` rolls back one
@@ -23,6 +25,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +56,7 @@ class RevisionSupervisor:
         self, deployments: DeploymentService, settings: Settings, *, data_dir: Path,
         database_url: str, relay: RelayServer | None, poll_seconds: float = 1.0,
         linger_seconds: float = 30.0, canary_check_seconds: float = 2.0,
+        prewarm_seconds: float = 300.0,
     ) -> None:
         self.deployments = deployments
         self.revisions: Revisions = deployments.revisions
@@ -63,6 +67,7 @@ class RevisionSupervisor:
         self.poll_seconds = poll_seconds
         self.linger_seconds = linger_seconds
         self.canary_check_seconds = canary_check_seconds
+        self.prewarm_seconds = prewarm_seconds
         self.children: dict[str, Child] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -101,8 +106,9 @@ class RevisionSupervisor:
 
     async def reconcile(self) -> None:
         """Start the children of live revisions; stop those idle past the linger time."""
+        since = (datetime.now(UTC) - timedelta(seconds=self.prewarm_seconds)).isoformat()
         live = {r["revision_id"]: r["tenant_id"]
-                for r in await self.deployments.repo.live_revisions()}
+                for r in await self.deployments.repo.live_revisions(since)}
         now = time.monotonic()
         for revision_id, tenant in live.items():
             env = await self.deployments.repo.env(tenant, revision_id)

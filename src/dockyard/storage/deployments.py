@@ -79,16 +79,22 @@ class Deployments:
             f"SELECT {COLS} FROM deployments WHERE canary_revision_id IS NOT NULL"
             " AND auto_rollback IS NOT NULL")
 
-    async def live_revisions(self) -> list[dict[str, Any]]:
-        """Revisions that need worker processes: current or canary anywhere, or holding
-        pending/running runs (a thread pinned to an older revision resumed)."""
+    async def live_revisions(self, prewarm_since: str) -> list[dict[str, Any]]:
+        """Revisions that need worker processes: current or canary anywhere, holding
+        pending/running runs (a thread pinned to an older revision resumed), or each tenant's
+        newest ready revision if it was deployed after ``prewarm_since`` (a deploy is usually
+        followed by a promote: its workers are then already up)."""
         return await self.db.fetchall(
             "SELECT tenant_id, current_revision_id AS revision_id FROM deployments"
             " WHERE current_revision_id IS NOT NULL"
             " UNION SELECT tenant_id, canary_revision_id FROM deployments"
             " WHERE canary_revision_id IS NOT NULL"
             " UNION SELECT DISTINCT tenant_id, revision_id FROM runs"
-            " WHERE status IN ('pending', 'running') AND revision_id IS NOT NULL")
+            " WHERE status IN ('pending', 'running') AND revision_id IS NOT NULL"
+            " UNION SELECT r.tenant_id, r.revision_id FROM revisions r"
+            " WHERE r.status = 'ready' AND r.created_at >= ? AND r.created_at ="
+            " (SELECT MAX(n.created_at) FROM revisions n WHERE n.tenant_id = r.tenant_id)",
+            (prewarm_since,))
 
     async def revision_stats(
         self, tenant: str, revision_id: str | None, since: str
