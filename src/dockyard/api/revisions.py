@@ -68,6 +68,8 @@ async def create_revision(
     await app.auth.record(who, "revision.create", "revision", revision["revision_id"],
                           status=revision["status"], content_hash=revision["content_hash"],
                           created=created, author=meta.author, git_commit=meta.git_commit)
+    if revision["status"] == "ready":
+        app.notify_new_runs()  # worker processes pre-warm the newest revision now
     if revision["status"] == "failed":
         raise RevisionFailed(f"revision {revision['revision_id']} failed verification: "
                              f"{revision['error']}", revision=revision)
