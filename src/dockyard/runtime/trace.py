@@ -155,7 +155,7 @@ class TraceRecorder(BaseCallbackHandler):
                                   if not t.startswith("__")], "next": []}
         if retry:
             span.meta["retry"] = retry
-        span.detail["input"] = capture(inputs, self.limit)[0]
+        span.detail["input"], span.meta["input_hash"] = capture(inputs, self.limit)
         if isinstance(step, int):
             # The nodes of step n are where the nodes of step n - 1 (same graph) led.
             for prev in self._by_step.get((parent_seq, span.namespace, step - 1), ()):

@@ -14,7 +14,6 @@ from typing import Any
 from dockyard.errors import InvalidInput, NotFound
 from dockyard.services.runs import RunService
 from dockyard.storage.base import Storage
-from dockyard.storage.queue import public_run
 from dockyard.storage.traces import QueueOverview, Traces
 
 MAX_SPANS_PAGE = 2000
@@ -57,14 +56,14 @@ class TraceService:
         for kind in kinds or ():
             if kind not in SPAN_KINDS:
                 raise InvalidInput(f"unknown span kind {kind!r}; use {list(SPAN_KINDS)}")
-        run = await self.runs.get(tenant, thread_id, run_id)
+        run = await self.runs.get(tenant, thread_id, run_id)  # 404 unless the tenant's
+        row = await self.runs.queue.get(tenant, run["run_id"]) or {}
         header = await self.repo.header(tenant, run_id)
         rows = await self.repo.spans(tenant, run_id, limit=limit + 1, offset=offset,
                                      kinds=kinds or ())
         more = len(rows) > limit
         return {
-            "run": public_run(run) | {"started_at": run.get("started_at"),
-                                      "ended_at": run.get("ended_at")},
+            "run": run | {"started_at": row.get("started_at"), "ended_at": row.get("ended_at")},
             "trace": None if header is None else {
                 "attempt": header["attempt"], "base_checkpoint_id": header["base_checkpoint_id"],
                 "span_count": header["span_count"], "dropped": header["dropped"],
