@@ -32,11 +32,10 @@ def public_span(row: dict[str, Any]) -> dict[str, Any]:
         "step": row["step"], "status": row["status"],
         "start_ms": row["start_ms"], "end_ms": end,
         "duration_ms": None if end is None else round(end - row["start_ms"], 3),
-        "started_at": _iso(row["start_ms"]), "ended_at": _iso(end),
         "metadata": row["metadata"],
     }
-    if "detail" in row:
-        span["detail"] = row["detail"]
+    if "detail" in row:  # one span: its values, and its times as ISO text too
+        span.update(detail=row["detail"], started_at=_iso(row["start_ms"]), ended_at=_iso(end))
     return span
 
 
