@@ -8,7 +8,10 @@ sample (medians of ``--n``): time until the page is interactive (the state timel
 page rendered and clickable), the API calls the page made in that time and the 500 ms after
 (count, slowest time to headers, bytes; the live view's event stream counts as a call with no
 body), and the time of the history API call on its own. Payload sizes show that responses are paginated, not
-proportional to the thread's length.
+proportional to the thread's length. The 500-step run's trace page (``#/threads/<id>/runs/<id>``)
+is measured the same way: interactive when its waterfall is drawn and a span opens; the trace
+listing carries no inputs or outputs (one span's come on click), so its size grows by ~0.3 KB a
+step, and it is paged (at most 2,000 spans a call).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def build_thread(http: httpx.Client, steps: int) -> str:
     return tid
 
 
-def measure_page(page: Any, base: str, tid: str) -> dict[str, float]:
+def measure_page(page: Any, base: str, tid: str, run_id: str | None = None) -> dict[str, float]:
     calls: list[tuple[str, float, int]] = []
     starts: dict[Any, float] = {}
     page.on("request", lambda req: starts.__setitem__(req, time.perf_counter()))
@@ -57,11 +60,18 @@ def measure_page(page: Any, base: str, tid: str) -> dict[str, float]:
 
     page.on("response", done)
     t0 = time.perf_counter()
-    page.goto(f"{base}/ui/#/threads/{tid}")
-    first = page.locator("[data-checkpoint]").first
-    first.wait_for(timeout=30_000)
-    first.click()  # interactive: the inspector opens for it
-    page.locator(".timeline [role=tablist], .timeline .tabs, .timeline").first.wait_for()
+    if run_id is not None:  # the run's trace page: the waterfall, then one span opened
+        page.goto(f"{base}/ui/#/threads/{tid}/runs/{run_id}")
+        last = page.locator("[data-waterfall] .wf-row").last
+        last.wait_for(timeout=30_000)
+        last.click()
+        page.locator(".trace-side .tabs").wait_for()
+    else:
+        page.goto(f"{base}/ui/#/threads/{tid}")
+        first = page.locator("[data-checkpoint]").first
+        first.wait_for(timeout=30_000)
+        first.click()  # interactive: the inspector opens for it
+        page.locator(".timeline [role=tablist], .timeline .tabs, .timeline").first.wait_for()
     interactive = time.perf_counter() - t0
     page.wait_for_timeout(500)  # calls still in flight finish (the live stream stays open)
     page.remove_listener("response", done)
@@ -95,34 +105,46 @@ def main() -> int:
                 history_bytes = len(page_.content)
             state = http.get(f"/threads/{big}/state").json()
             steps_done = len(state["values"]["items"])
+            run500_id = http.get(f"/threads/{run500}/runs").json()[0]["run_id"]
+            trace_ms = []
+            for _ in range(args.n):
+                t = time.perf_counter()
+                tr = http.get(f"/threads/{run500}/runs/{run500_id}/trace", params={"limit": 2000})
+                trace_ms.append((time.perf_counter() - t) * 1000)
+                trace_bytes, trace_spans = len(tr.content), len(tr.json()["spans"])
         results: dict[str, Any] = {"checkpoints_thread_steps": steps_done}
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
                                          args=["--no-sandbox"])
-            for name, tid in (("thread_1000_checkpoints", big), ("run_500_steps", run500)):
+            pages = (("thread_1000_checkpoints", big, None), ("run_500_steps", run500, None),
+                     ("trace_500_steps", run500, run500_id))
+            for name, tid, rid in pages:
                 samples = []
                 for _ in range(args.n + 1):
                     page = browser.new_page()
-                    samples.append(measure_page(page, server.url, tid))
+                    samples.append(measure_page(page, server.url, tid, rid))
                     page.close()
                 samples = samples[1:]  # the first warms the browser's cache
                 results[name] = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
             browser.close()
         results["history_page_ms_p50"] = statistics.median(history_ms)
         results["history_page_bytes"] = history_bytes
+        results["trace_ms_p50"] = statistics.median(trace_ms)
     finally:
         server.stop()
     print(f"\nDebugger UI, medians of {args.n} (after one warm-up), dockyard dev on SQLite\n")
     print("| thread | page interactive (ms) | API calls | slowest call (ms) | API bytes | "
           "largest response (bytes) |")
     print("|---|---|---|---|---|---|")
-    for name in ("thread_1000_checkpoints", "run_500_steps"):
+    for name in ("thread_1000_checkpoints", "run_500_steps", "trace_500_steps"):
         r = results[name]
         print(f"| {name} | {r['interactive_ms']:.0f} | {r['api_calls']:.0f} | "
               f"{r['slowest_call_ms']:.0f} | {r['api_bytes']:.0f} | "
               f"{r['largest_response_bytes']:.0f} |")
     print(f"\nPOST /threads/{{id}}/history limit 20 on the {steps_done}-step thread: "
           f"p50 {results['history_page_ms_p50']:.1f} ms, {results['history_page_bytes']} bytes")
+    print(f"GET /threads/{{id}}/runs/{{id}}/trace of the {args.steps}-step run ({trace_spans} spans): "
+          f"p50 {results['trace_ms_p50']:.1f} ms, {trace_bytes} bytes")
     return 0
 
 

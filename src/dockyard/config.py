@@ -26,6 +26,9 @@ Environment variables (an empty value counts as unset):
 | `DOCKYARD_WEBHOOK_BACKOFF_MAX_SECONDS` | `3600` | Largest retry delay |
 | `DOCKYARD_WEBHOOK_TIMEOUT_SECONDS` | `10` | Timeout of one webhook POST |
 | `DOCKYARD_WEBHOOK_RETENTION_DAYS` | `7` | Finished deliveries and trigger keys are kept this long |
+| `DOCKYARD_TRACES` | `true` | Record each run's trace (nodes, LLM and tool calls) in the database |
+| `DOCKYARD_TRACE_RETENTION_DAYS` | `14` | Run traces are deleted this long after their run |
+| `DOCKYARD_TRACE_MAX_VALUE_BYTES` | `16384` | Largest input/output per span (a preview beyond; 0: none) |
 | `DOCKYARD_HEARTBEAT_SECONDS` | `10.0` | Seconds between SSE heartbeats |
 | `DOCKYARD_LOG_LEVEL` | `info` | `critical` … `debug`, `trace` |
 | `DOCKYARD_LOG_FORMAT` | `text` | `text` for people, `json`: one object per line (production) |
@@ -142,6 +145,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "webhook_backoff_max_seconds": _parse_float,
     "webhook_timeout_seconds": _parse_float,
     "webhook_retention_days": _parse_float,
+    "traces": _parse_bool,
+    "trace_retention_days": _parse_float,
+    "trace_max_value_bytes": lambda n, r: _parse_int(n, r, 0),
     "heartbeat_seconds": _parse_float,
     "log_level": _parse_log_level,
     "log_format": _parse_log_format,
@@ -200,6 +206,10 @@ class Settings:
     webhook_backoff_max_seconds: float = 3600.0
     webhook_timeout_seconds: float = 10.0
     webhook_retention_days: float = 7.0
+    # Persisted run traces (the debugger's trace page): on/off, retention, value size cap.
+    traces: bool = True
+    trace_retention_days: float = 14.0
+    trace_max_value_bytes: int = 16384
     heartbeat_seconds: float = 10.0
     log_level: str = "info"
     log_format: str = "text"

@@ -291,6 +291,9 @@ ISOLATION: dict[tuple[str, str], tuple[str, Any]] = {
     ("POST", "/store/items/search"): (EMPTY, {"namespace_prefix": ["ns"]}),
     ("POST", "/store/namespaces"): (EMPTY, {}),
     ("GET", "/runs/{run_id}/webhooks"): (EMPTY, None),
+    ("GET", "/threads/{thread_id}/runs/{run_id}/trace"): (NOT_FOUND, None),
+    ("GET", "/threads/{thread_id}/runs/{run_id}/trace/spans/{seq}"): (NOT_FOUND, None),
+    ("GET", "/queue"): (EMPTY, None),
     ("GET", "/webhooks/deliveries"): (EMPTY, None),
     ("POST", "/mcp"): (EMPTY, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
     ("POST", "/a2a/{assistant_id}"): (RPC_ERROR, {
@@ -356,7 +359,8 @@ def test_isolation_matrix(env: Env, tmp_path: Path) -> None:
     assert promoted.status_code == 200, promoted.text
     ids = {"thread_id": thread_id, "run_id": run_id, "assistant_id": assistant_id,
            "cron_id": cron.json()["cron_id"], "checkpoint_id": checkpoint_id,
-           "namespace": "x", "key_id": key_id, "revision_id": revision.json()["revision_id"]}
+           "namespace": "x", "key_id": key_id, "revision_id": revision.json()["revision_id"],
+           "seq": "0"}
     secrets = [thread_id, run_id, assistant_id, ids["cron_id"], key_id, "secret-agent",
                ids["revision_id"]]
 

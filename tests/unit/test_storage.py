@@ -29,7 +29,7 @@ postgres_only = pytest.mark.skipif(TEST_DATABASE != "postgres",
 
 # ---- migrations ---------------------------------------------------------------------------
 # Every migration file, in order (a new file must be applied once, in its place).
-MIGRATIONS = [f"{i:04d}" for i in range(1, 9)]
+MIGRATIONS = [f"{i:04d}" for i in range(1, 10)]
 assert sorted(p.name[:4] for p in (Path(__file__).parents[2] / "src" / "dockyard" / "storage"
                                    / "migrations").glob("*.sql")) == MIGRATIONS
 
@@ -80,7 +80,7 @@ async def test_postgres_migrations_race_and_schema(new_database: NewDatabase) ->
         await s.open()
     try:
         results = await asyncio.gather(*(s.migrate() for s in storages))
-        assert sorted(results) == [[], [], ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]]
+        assert sorted(results) == [[], [], ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]]
         cols = {(r["table_name"], r["column_name"]): r for r in await storages[0].fetchall(
             "SELECT table_name, column_name, data_type, collation_name"
             " FROM information_schema.columns WHERE table_schema = 'public'")}

@@ -25,6 +25,7 @@ from dockyard.api import (
     runs,
     store,
     threads,
+    traces,
     webhooks,
 )
 from dockyard.api.deps import authorize
@@ -197,6 +198,7 @@ def create_app(
             app.include_router(module.router)
     if not http.get("disable_runs"):
         app.include_router(webhooks.router)  # the delivery log of runs' webhooks
+        app.include_router(traces.router)  # run traces and the queue overview (debugger)
     app.include_router(webhooks.triggers_router)  # 404 trigger_not_found unless configured
     if not http.get("disable_mcp"):
         app.include_router(agent_protocols.mcp_router)  # assistants as MCP tools

@@ -97,6 +97,10 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/runs/wait"): "run",
     ("POST", "/runs/batch"): "run",
     ("POST", "/runs/cancel"): "operate",
+    # -- run traces and the queue overview (the debugger's trace and queue pages) --
+    ("GET", "/threads/{thread_id}/runs/{run_id}/trace"): "read",
+    ("GET", "/threads/{thread_id}/runs/{run_id}/trace/spans/{seq}"): "read",
+    ("GET", "/queue"): "read",
     # -- store --
     ("PUT", "/store/items"): "write_store",
     ("GET", "/store/items"): "read",

@@ -27,11 +27,13 @@ from dockyard.runtime.streaming import (
     event_name,
     langgraph_modes,
 )
+from dockyard.runtime.trace import TraceRecorder
 from dockyard.runtime.tracing import run_span
 from dockyard.serde import json_dumps, to_jsonable
 from dockyard.storage.base import Storage, utcnow
 from dockyard.storage.queue import RunQueue, public_run
 from dockyard.storage.resources import Assistants, Threads
+from dockyard.storage.traces import Traces, header_statement, span_statements
 from dockyard.storage.webhooks import Statement
 from dockyard.streams.base import EventBus
 
@@ -50,14 +52,18 @@ class ExecutionDeps:
     webhooks: Any = None  # dockyard.runtime.webhooks.WebhookDeliverer
     metrics: Any = None  # dockyard.runtime.metrics.Metrics; None: not measured
     tracer: Any = None  # an OpenTelemetry Tracer when tracing is configured (runtime/tracing.py)
+    record_traces: bool = True  # persisted run traces (runtime/trace.py), DOCKYARD_TRACES
+    trace_max_value_bytes: int = 16384  # DOCKYARD_TRACE_MAX_VALUE_BYTES
     queue: RunQueue = field(init=False)
     threads: Threads = field(init=False)
     assistants: Assistants = field(init=False)
+    traces: Traces = field(init=False)
 
     def __post_init__(self) -> None:
         self.queue = RunQueue(self.storage)
         self.threads = Threads(self.storage)
         self.assistants = Assistants(self.storage)
+        self.traces = Traces(self.storage)
 
 
 class TransientRunError(Exception):
@@ -184,6 +190,7 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
         if run["kwargs"].get("protocol") == "v3" else None
     )
     pending: list[tuple[list[str], Any]] = []
+    recorder = _recorder(deps, run)
     try:
         try:
             # Inside the try: a cancel can land on any await from here on, these included,
@@ -192,6 +199,8 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
                 run_id, "metadata", json_dumps({"run_id": run_id, "attempt": run["attempts"]})
             )
             graph, config, context = await thread_graph_config(deps, run)
+            if recorder is not None:
+                config["callbacks"] = [*(config.get("callbacks") or []), recorder]
             if proto is not None:
                 await proto.started()
                 await _stream_protocol(deps, run, graph, config, context, proto)
@@ -247,10 +256,16 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
                 **({"values": values} if values is not None else {}),
             )
         if status != "rolled_back":
-            # The webhook delivery is written with the outcome: a crash between the two
-            # cannot lose it (the delivery loop sends it, with retries, from the table).
+            # The webhook delivery and the trace's last rows are written with the outcome: a
+            # crash between the two cannot lose them (the delivery loop sends it, with retries,
+            # from the table), and tracing costs the run no transaction of its own.
             hook = await _webhook_delivery(deps, run, status, final_values, error)
-            await deps.queue.finish(run_id, status, error, also=[hook] if hook else [])
+            also = [hook] if hook else []
+            if recorder is not None:
+                await recorder.stop_autoflush()
+                recorder.finish(status, error)
+                also.extend(_trace_statements(recorder, recorder.take()))
+            await deps.queue.finish(run_id, status, error, also=also)
             if hook:
                 deps.webhooks.notify()
         await _after(deps, run, status)
@@ -262,6 +277,8 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
         return status
     finally:
         bus.unregister_control(run_id)
+        if recorder is not None:
+            recorder.abandon()
         if not retry_later and not (task is not None and task.cancelling() and not cancel_action):
             # Internal event (never sent to clients): what `wait`/`join` return, even when a
             # stateless run's thread is already deleted.
@@ -283,7 +300,12 @@ async def _run_options(
 ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """The graph input, config and stream options of a run, for either way of streaming."""
     kwargs = run["kwargs"]
-    graph_input = await _input_for(deps, run, graph)
+    graph_input, latest_id = await _input_for(deps, run, graph)
+    recorder = next((c for c in config.get("callbacks") or () if isinstance(c, TraceRecorder)),
+                    None)
+    if recorder is not None and graph_input is not RESUME:
+        # Where the run starts: the fork point of a replay with another input or config.
+        recorder.base_checkpoint_id = config["configurable"].get("checkpoint_id") or latest_id
     if graph_input is RESUME:
         # Continue from the thread's latest checkpoint (this run's own), not the fork point.
         graph_input = None
@@ -410,19 +432,43 @@ def _split_chunk(item: Any, subgraphs: bool, lg_modes: list[str]) -> tuple[tuple
     return (), mode, chunk
 
 
-async def _input_for(deps: ExecutionDeps, run: dict[str, Any], graph: Any) -> Any:
+async def _input_for(
+    deps: ExecutionDeps, run: dict[str, Any], graph: Any
+) -> tuple[Any, str | None]:
+    """The graph input of the run (``RESUME``: continue its own checkpoint) and the id of the
+    thread's latest checkpoint before it."""
     kwargs = run["kwargs"]
     # Checked on every claim, not only retries: a run released at shutdown is claimed again
     # with the same attempt count, and must resume rather than start over.
     latest = await deps.storage.checkpointer.aget_tuple(
         {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
     )
+    latest_id = latest.config["configurable"].get("checkpoint_id") if latest else None
     if latest is not None and latest.metadata.get("run_id") == run["run_id"]:
         log.info("run_resumed run_id=%s attempt=%s", run["run_id"], run["attempts"])
-        return RESUME
+        return RESUME, latest_id
     if kwargs.get("command") is not None:
-        return build_command(kwargs["command"])
-    return kwargs.get("input")
+        return build_command(kwargs["command"]), latest_id
+    return kwargs.get("input"), latest_id
+
+
+def _recorder(deps: ExecutionDeps, run: dict[str, Any]) -> TraceRecorder | None:
+    """The run's trace recorder, writing its rows every second while the run lasts."""
+    if not deps.record_traces:
+        return None
+    recorder = TraceRecorder(run, max_value_bytes=deps.trace_max_value_bytes)
+
+    async def write(rows: Any) -> None:
+        await deps.traces.write(_trace_statements(recorder, rows))
+
+    recorder.start_autoflush(write)
+    return recorder
+
+
+def _trace_statements(recorder: TraceRecorder, rows: Any) -> list[Statement]:
+    return [*span_statements(rows), header_statement(
+        recorder.run, base_checkpoint_id=recorder.base_checkpoint_id,
+        span_count=len(recorder.spans), dropped=recorder.dropped, totals=recorder.totals())]
 
 
 async def _latest_values(graph: Any, thread_id: str) -> Any:

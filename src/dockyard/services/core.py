@@ -36,6 +36,7 @@ from dockyard.services.revisions import RevisionService
 from dockyard.services.runs import RunService
 from dockyard.services.store import StoreService
 from dockyard.services.threads import ThreadService
+from dockyard.services.traces import TraceService
 from dockyard.services.triggers import DockyardSection, TriggerService, parse_dockyard_section
 from dockyard.services.webhooks import WebhookService
 from dockyard.storage import create_storage
@@ -152,6 +153,7 @@ class Dockyard:
         self.deps = ExecutionDeps(
             storage=self.storage, bus=self.bus, registry=self.registry, store=self.store,
             webhooks=self.webhooks, metrics=self.metrics, tracer=run_tracer(self.tracer_provider),
+            record_traces=settings.traces, trace_max_value_bytes=settings.trace_max_value_bytes,
         )
         self.pool = WorkerPool(
             self.deps, concurrency=settings.workers, lease_seconds=settings.lease_seconds,
@@ -174,6 +176,7 @@ class Dockyard:
                                on_tenant=self.assistants.ensure_defaults)
         self.triggers = TriggerService(section.triggers, TriggerEvents(self.storage), self.runs)
         self.store_api = StoreService(self.store)
+        self.traces = TraceService(self.storage, self.runs)
         self.protocol = ThreadProtocol(self.runs, self.threads)
         self.mcp = McpService(self.assistants, self.runs, version=__version__)
         self.a2a = A2AService(self.assistants, self.threads, self.runs)
@@ -300,6 +303,7 @@ class Dockyard:
             try:
                 await self.store.sweep_expired()
                 await self.sweep_webhook_records()
+                await self.sweep_traces()
             except Exception:
                 log.exception("store_sweep_failed")
 
@@ -309,6 +313,14 @@ class Dockyard:
         cutoff = (datetime.now(UTC) - timedelta(days=days)).isoformat()
         await self.webhook_log.deliveries.sweep(cutoff)
         await self.triggers.events.sweep(cutoff)
+
+    async def sweep_traces(self) -> int:
+        """Retention of run traces (``DOCKYARD_TRACE_RETENTION_DAYS``), every tenant's."""
+        cutoff = datetime.now(UTC) - timedelta(days=self.settings.trace_retention_days)
+        n = await self.traces.sweep(cutoff.isoformat())
+        if n:
+            log.info("traces_expired count=%d", n)
+        return n
 
     async def sweep_expired_threads(self, ttl_minutes: float) -> int:
         """Delete threads (and their checkpoints) not updated for ``ttl_minutes``."""

@@ -143,8 +143,17 @@ async function loadRuns(ctx) {
     clear(ctx.ui.runs, empty("No runs on this thread yet"));
     return;
   }
+  // Tick two runs to compare them side by side.
+  ctx.picked = (ctx.picked || []).filter((id) => ctx.runs.some((r) => r.run_id === id));
+  const compare = h("a", { class: "btn btn-small", "data-action": "compare-runs" }, "Compare selected");
+  const syncCompare = () => {
+    compare.classList.toggle("disabled", ctx.picked.length !== 2);
+    compare.href = ctx.picked.length === 2 ? `#/compare?a=${ctx.threadId}/${ctx.picked[1]}&b=${ctx.threadId}/${ctx.picked[0]}` : "#";
+    compare.textContent = ctx.picked.length === 2 ? "Compare selected" : `Compare: tick ${2 - ctx.picked.length} run${ctx.picked.length === 1 ? "" : "s"}`;
+  };
+  syncCompare();
   clear(ctx.ui.runs, h("table", { class: "table", "data-table": "runs" },
-    h("thead", {}, h("tr", {}, h("th", {}, "Run"), h("th", {}, "Status"), h("th", {}, "Started"), h("th", {}, "Duration"), h("th", {}, ""))),
+    h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, "Run"), h("th", {}, "Status"), h("th", {}, "Started"), h("th", {}, "Duration"), h("th", {}, ""))),
     h("tbody", {}, ctx.runs.map((r) => {
       const active = r.status === "pending" || r.status === "running";
       const out = h("div", {});
@@ -156,16 +165,25 @@ async function loadRuns(ctx) {
           await loadRuns(ctx);
         }));
       }
+      const tick = h("input", { type: "checkbox", class: "pick", "aria-label": "Select to compare", "data-pick": r.run_id, checked: ctx.picked.includes(r.run_id) });
+      tick.addEventListener("change", () => {
+        ctx.picked = ctx.picked.filter((id) => id !== r.run_id);
+        if (tick.checked) ctx.picked = [r.run_id, ...ctx.picked].slice(0, 2);
+        for (const el of ctx.ui.runs.querySelectorAll("[data-pick]")) el.checked = ctx.picked.includes(el.dataset.pick);
+        syncCompare();
+      });
       return h("tr", { "data-run": r.run_id, "data-status": r.status },
-        h("td", {}, h("code", { title: r.run_id }, shortId(r.run_id)),
-          r.kwargs?.checkpoint ? h("span", { class: "tag tag-fork" }, "fork") : null,
+        h("td", { class: "pick-cell" }, tick),
+        h("td", {}, h("a", { href: `#/threads/${ctx.threadId}/runs/${r.run_id}`, title: "Open the run's trace", "data-action": "open-trace" }, h("code", {}, shortId(r.run_id))),
+          r.metadata?.replay_of ? h("span", { class: "tag tag-fork", title: `replay of ${r.metadata.replay_of}` }, r.metadata.replay_mode === "recorded" ? "replay · recorded" : "replay") : null,
+          r.kwargs?.checkpoint || (r.kwargs?.checkpoint_id && !r.metadata?.replay_of) ? h("span", { class: "tag tag-fork" }, "fork") : null,
           r.kwargs?.command ? h("span", { class: "tag" }, "resume") : null,
           r.error ? h("div", { class: "run-error" }, `${r.error.error}: ${r.error.message}`) : null, out),
         h("td", {}, statusBadge(r.status)),
         h("td", {}, fmtTime(r.created_at)),
         h("td", {}, active ? "…" : fmtDuration(r.created_at, r.updated_at)),
-        h("td", { class: "right" }, action));
-    }))));
+        h("td", { class: "right" }, action, h("a", { class: "btn btn-small btn-ghost", href: `#/threads/${ctx.threadId}/runs/${r.run_id}` }, "Trace →")));
+    }))), h("div", { class: "runs-foot" }, compare));
 }
 
 // ---------------------------------------------------------------- live view
