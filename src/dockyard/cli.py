@@ -33,8 +33,19 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=["text", "json"],
                    help="text, or json: one object per line (DOCKYARD_LOG_FORMAT, default text)")
     p.add_argument("--redis-url", help="Redis URL for events across processes (DOCKYARD_REDIS_URL)")
-    p.add_argument("--auth", choices=["none", "keys"],
-                   help="keys: API keys required; none: no auth (DOCKYARD_AUTH, default none)")
+    p.add_argument("--auth",
+                   help="none, or a comma list of keys (API keys) and oidc (JWT bearer "
+                        "tokens) (DOCKYARD_AUTH, default none)")
+    for name, help_ in (
+        ("jwks-url", "the identity provider's JWKS URL"), ("issuer", "required token issuer"),
+        ("audience", "required token audience"),
+        ("tenant-claim", "dotted path of the claim naming the tenant"),
+        ("roles-claim", "dotted path of the claim naming roles (default roles)"),
+        ("default-tenant", "tenant of tokens without the tenant claim"),
+        ("default-role", "role of tokens naming no Dockyard role"),
+    ):
+        var = "DOCKYARD_OIDC_" + name.upper().replace("-", "_")
+        p.add_argument(f"--oidc-{name}", help=f"oidc: {help_} ({var})")
     p.add_argument("--insecure", action="store_true",
                    help="serve/worker: allow DOCKYARD_AUTH=none (every caller is an admin)")
 
@@ -49,6 +60,9 @@ def _export(args: argparse.Namespace) -> None:
         ("log_level", "DOCKYARD_LOG_LEVEL"), ("redis_url", "DOCKYARD_REDIS_URL"),
         ("concurrency", "DOCKYARD_WORKERS"), ("log_format", "DOCKYARD_LOG_FORMAT"),
         ("metrics_port", "DOCKYARD_METRICS_PORT"), ("auth", "DOCKYARD_AUTH"),
+        *((f"oidc_{n}", f"DOCKYARD_OIDC_{n.upper()}") for n in (
+            "jwks_url", "issuer", "audience", "tenant_claim", "roles_claim", "default_tenant",
+            "default_role")),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -70,6 +84,11 @@ def app_factory():  # type: ignore[no-untyped-def]
 def _check_auth(settings: Settings, args: argparse.Namespace, *, dev: bool) -> str:
     """Safe default: only `dockyard dev` (or an explicit --insecure) runs without auth."""
     if settings.auth != "none":
+        if "oidc" in settings.auth.split(","):
+            from dockyard.services.oidc import OidcConfig
+
+            cfg = OidcConfig.from_settings(settings)  # fail fast, naming the missing setting
+            return f"{settings.auth} (DOCKYARD_AUTH; tokens of {cfg.issuer})"
         return f"{settings.auth} (DOCKYARD_AUTH)"
     if not dev and not getattr(args, "insecure", False):
         raise ConfigError(

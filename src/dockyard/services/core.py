@@ -163,8 +163,13 @@ class Dockyard:
             webhook_policy=self.webhook_policy, max_queue_depth=settings.max_queue_depth,
         )
         # Tenants seen for the first time get their graphs' default assistants.
+        oidc = None
+        if "oidc" in settings.auth.split(","):
+            from dockyard.services.oidc import OidcConfig, OidcVerifier
+
+            oidc = OidcVerifier(OidcConfig.from_settings(settings))
         self.auth = KeyService(self.storage, mode=settings.auth,
-                               on_tenant=self.assistants.ensure_defaults)
+                               on_tenant=self.assistants.ensure_defaults, oidc=oidc)
         self.triggers = TriggerService(section.triggers, TriggerEvents(self.storage), self.runs)
         self.store_api = StoreService(self.store)
         self.protocol = ThreadProtocol(self.runs, self.threads)
