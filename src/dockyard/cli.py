@@ -81,8 +81,13 @@ def app_factory():  # type: ignore[no-untyped-def]
                       role=os.environ.get("DOCKYARD_ROLE", "all"))
 
 
-def _check_auth(settings: Settings, args: argparse.Namespace, *, dev: bool) -> str:
-    """Safe default: only `dockyard dev` (or an explicit --insecure) runs without auth."""
+def _check_auth(settings: Settings, args: argparse.Namespace, *, dev: bool,
+                custom: str | None = None) -> str:
+    """Safe default: only `dockyard dev` (or an explicit --insecure) runs without auth.
+    ``custom``: the project's `auth.path` (custom auth counts as auth)."""
+    if custom:
+        extra = "" if settings.auth == "none" else f" + {settings.auth} (DOCKYARD_AUTH)"
+        return f"custom ({custom}){extra}"
     if settings.auth != "none":
         if "oidc" in settings.auth.split(","):
             from dockyard.services.oidc import OidcConfig
@@ -107,8 +112,8 @@ def _serve(args: argparse.Namespace, *, dev: bool) -> int:
         os.environ["DOCKYARD_DEV_MODE"] = "1"
         os.environ.setdefault("DOCKYARD_ALLOW_PRIVATE_WEBHOOKS", "true")
     settings = Settings.from_env()
-    auth = _check_auth(settings, args, dev=dev)
     project = load_project(settings.config or ".")
+    auth = _check_auth(settings, args, dev=dev, custom=(project.auth or {}).get("path"))
     role = "all"
     if not dev:
         # On PostgreSQL + Redis `serve` is a stateless API replica unless told otherwise;
@@ -128,7 +133,7 @@ def _serve(args: argparse.Namespace, *, dev: bool) -> int:
         f"  - Reload:  {'on' if reload else 'off'}\n"
         f"  - Auth:    {auth}\n"
         + ("\n  !! auth is off: anyone who can reach this port can do anything\n"
-           if settings.auth == "none" else ""),
+           if settings.auth == "none" and not auth.startswith("custom") else ""),
         flush=True,
     )
     uvicorn.run(
@@ -176,8 +181,8 @@ def _worker(args: argparse.Namespace) -> int:
 
     _export(args)
     settings = Settings.from_env()
-    auth = _check_auth(settings, args, dev=False)
     project = load_project(settings.config or ".")
+    auth = _check_auth(settings, args, dev=False, custom=(project.auth or {}).get("path"))
 
     async def run() -> None:
         app = Dockyard(project, settings, role="worker")

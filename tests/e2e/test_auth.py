@@ -137,3 +137,40 @@ async def test_sdk_with_oidc_bearer_tokens_and_key_rotation(tmp_path: Path) -> N
                 await c.aclose()
         srv.stop()
         assert idp.keys and not any(t in srv.logs() for t in ("eyJ",))
+
+
+async def test_sdk_with_custom_auth_module(tmp_path: Path) -> None:
+    """`auth.path` in langgraph.json: a reference-server Auth module, unchanged, behind
+    `dockyard dev`, driven by the official client with bearer tokens."""
+    from tests.custom_auth_support import write_project
+
+    srv = make_server(tmp_path, project=write_project(tmp_path / "proj"))
+    srv.start()
+
+    def client(token: str | None):  # type: ignore[no-untyped-def]
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return get_client(url=srv.url, api_key=None, headers=headers)
+
+    alice, bob, eve, nobody = (client(t) for t in ("token-alice", "token-bob", "token-eve", None))
+    try:
+        a = await alice.threads.create(metadata={"topic": "a"})
+        assert a["metadata"]["owner"] == "alice"
+        b = await bob.threads.create()
+        await alice.runs.wait(a["thread_id"], "g", input={})
+        assert [t["thread_id"] for t in await alice.threads.search()] == [a["thread_id"]]
+        assert [t["thread_id"] for t in await bob.threads.search()] == [b["thread_id"]]
+        with pytest.raises(httpx.HTTPStatusError) as err:
+            await bob.threads.get(a["thread_id"])
+        assert err.value.response.status_code == 404
+        with pytest.raises(httpx.HTTPStatusError) as err:
+            await nobody.threads.search()
+        assert err.value.response.status_code == 401
+        with pytest.raises(httpx.HTTPStatusError) as err:
+            await eve.threads.create()
+        assert err.value.response.status_code == 403
+        assert "threads:write" in err.value.response.text
+    finally:
+        for c in (alice, bob, eve, nobody):
+            await c.aclose()
+        srv.stop()
+    assert "auth is off" not in srv.logs()

@@ -14,7 +14,7 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -82,12 +82,14 @@ def permits(role: str, action: str) -> bool:
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: its tenant, role and key (``key_id`` None when auth is off)."""
+    """The caller: its tenant, role and key (``key_id`` None when auth is off; ``oidc:<sub>``
+    for a token, ``user:<identity>`` for custom auth, whose ``user`` the handlers see)."""
 
     tenant: str
     role: str
     key_id: str | None = None
     prefix: str | None = None
+    user: Any = field(default=None, compare=False, repr=False)
 
     @property
     def actor(self) -> str:
@@ -212,6 +214,19 @@ class KeyService:
             raise AuthFailure("malformed", "Malformed credentials: API keys are not accepted "
                               "here (DOCKYARD_AUTH)")
         return await self._authenticate_key(key)
+
+    def claims(self, token: str | None) -> bool:
+        """Whether an API key or (with oidc) a JWT is presented: with custom auth, anything
+        else goes to the project's ``@auth.authenticate``."""
+        if not token:
+            return False
+        if "keys" in self.methods and token.startswith("dk_"):
+            return True
+        if self.oidc is not None:
+            from dockyard.services.oidc import looks_like_jwt
+
+            return looks_like_jwt(token)
+        return False
 
     async def known_tenant(self, tenant: str) -> None:
         """401 for an identity whose tenant was never created (tokens and custom auth name

@@ -25,6 +25,7 @@ from dockyard.services.assistants import AssistantService
 from dockyard.services.auth import KeyService
 from dockyard.services.cron_scheduler import CronScheduler
 from dockyard.services.crons import CronService
+from dockyard.services.custom_auth import CustomAuth, load_custom_auth
 from dockyard.services.mcp import McpService
 from dockyard.services.protocol import ThreadProtocol
 from dockyard.services.revisions import RevisionService
@@ -52,17 +53,19 @@ HTTP_KEYS = {
 }
 THREAD_TTL_KEYS = {"strategy", "default_ttl", "sweep_interval_minutes"}
 STORE_KEYS = {"ttl"}
+# `path`: a langgraph_sdk.Auth object (services/custom_auth.py). `openapi` only documents the
+# security scheme and `disable_studio_auth` concerns a Studio user Dockyard does not have.
+AUTH_KEYS = {"path", "openapi", "disable_studio_auth"}
 
 
 def check_project_features(project: ProjectConfig) -> DockyardSection:
     """Refuse config that Dockyard would otherwise silently ignore; return the validated
     ``dockyard`` section (triggers, webhook secrets)."""
     src = str(project.source)
-    if project.auth:
-        raise ConfigError(
-            "custom auth is not supported by this Dockyard version; remove the key to serve "
-            "without auth", file=src, key="auth",
-        )
+    for key in project.auth or {}:
+        if key not in AUTH_KEYS:
+            raise ConfigError(f"unsupported auth option; supported: {sorted(AUTH_KEYS)}",
+                              file=src, key=f"auth.{key}")
     for key in project.http:
         if key not in HTTP_KEYS:
             raise ConfigError(f"unsupported http option; supported: {sorted(HTTP_KEYS)}",
@@ -164,11 +167,15 @@ class Dockyard:
         )
         # Tenants seen for the first time get their graphs' default assistants.
         oidc = None
+        methods = settings.auth if settings.auth != "none" else ""
+        self.custom_auth: CustomAuth | None = None  # loaded in start(), with the graphs
+        if (project.auth or {}).get("path"):
+            methods = f"{methods},custom"
         if "oidc" in settings.auth.split(","):
             from dockyard.services.oidc import OidcConfig, OidcVerifier
 
             oidc = OidcVerifier(OidcConfig.from_settings(settings))
-        self.auth = KeyService(self.storage, mode=settings.auth,
+        self.auth = KeyService(self.storage, mode=methods or "none",
                                on_tenant=self.assistants.ensure_defaults, oidc=oidc)
         self.triggers = TriggerService(section.triggers, TriggerEvents(self.storage), self.runs)
         self.store_api = StoreService(self.store)
@@ -229,6 +236,8 @@ class Dockyard:
         if self.runs_workers:
             self.webhook_log.load_secrets(src)
         self.registry.load_all()
+        if "custom" in self.auth.methods:
+            self.custom_auth = load_custom_auth(self.project.root, src, self.project.auth or {})
         await self.storage.open()
         await self.storage.migrate()
         await self.bus.open()

@@ -33,7 +33,7 @@ from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from dockyard.errors import ConfigError, Conflict, DockyardError, StorageError
-from dockyard.storage.base import Storage
+from dockyard.storage.base import Storage, dumps
 from dockyard.storage.postgres_saver import PooledPostgresSaver
 
 log = logging.getLogger("dockyard.storage")
@@ -327,6 +327,11 @@ class PostgresStorage(Storage):
 
     def _json_param(self) -> str:
         return "CAST(? AS jsonb)"
+
+    def _json_contains(self, column: str, key: str, item: Any) -> tuple[str, Any]:
+        # jsonb_typeof: `"x" @> '["x"]'` is false anyway, but a scalar would match a scalar.
+        return (f"(jsonb_typeof({column} -> '{key}') = 'array'"
+                f" AND ({column} -> '{key}') @> CAST(? AS jsonb))", dumps([item]))
 
     # ---- migrations -------------------------------------------------------------------------------
     def _adapt_ddl(self, stmt: str) -> str:
