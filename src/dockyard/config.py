@@ -38,6 +38,9 @@ Environment variables (an empty value counts as unset):
 | `DOCKYARD_MAX_QUEUE_DEPTH` | `100000` | Pending runs above which new runs get 429 (0: unbounded) |
 | `DOCKYARD_TENANT_MAX_RUNNING` | `0` (no cap) | Running runs per tenant, per worker process's claims |
 | `DOCKYARD_ASSISTANT_MAX_RUNNING` | `0` (no cap) | Running runs per assistant |
+| `DOCKYARD_TENANT_MAX_CONCURRENT_RUNS` | `0`: unlimited | Default quota: runs pending or running per tenant |
+| `DOCKYARD_TENANT_RUNS_PER_MINUTE` | `0`: unlimited | Default quota: runs created per tenant per minute |
+| `DOCKYARD_TENANT_MAX_STORED_BYTES` | `0`: unlimited | Default quota: bytes of store items + thread states |
 | `DOCKYARD_AUTH` | `none` | `none`, or a comma list of `keys` and `oidc` |
 | `DOCKYARD_OIDC_JWKS_URL` | none | oidc: the identity provider's JWKS (public keys) |
 | `DOCKYARD_OIDC_ISSUER` | none | oidc: the required `iss` |
@@ -169,6 +172,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_queue_depth": lambda n, r: _parse_int(n, r, 0),
     "tenant_max_running": lambda n, r: _parse_int(n, r, 0),
     "assistant_max_running": lambda n, r: _parse_int(n, r, 0),
+    "tenant_max_concurrent_runs": lambda n, r: _parse_int(n, r, 0),
+    "tenant_runs_per_minute": lambda n, r: _parse_int(n, r, 0),
+    "tenant_max_stored_bytes": lambda n, r: _parse_int(n, r, 0),
     "cron_poll_seconds": _parse_float,
     "auth": _parse_auth,
 }
@@ -222,6 +228,10 @@ class Settings:
     max_queue_depth: int = 100_000
     tenant_max_running: int = 0
     assistant_max_running: int = 0
+    # Default per-tenant quotas (0: unlimited); a tenant's own row in tenant_quotas wins.
+    tenant_max_concurrent_runs: int = 0
+    tenant_runs_per_minute: int = 0
+    tenant_max_stored_bytes: int = 0
     # Longest sleep of the cron scheduler between looks at the crons table; it also wakes at
     # the earliest due tick and when a cron is created or changed.
     cron_poll_seconds: float = 10.0

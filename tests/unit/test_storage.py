@@ -33,10 +33,11 @@ async def test_migrations_are_idempotent(new_database: NewDatabase, tmp_path: Pa
     storage = create_storage(url, default_path=tmp_path / "unused.sqlite")
     await storage.open()
     try:
-        assert await storage.migrate() == ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
+        assert await storage.migrate() == ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]
         assert await storage.migrate() == []
         rows = await storage.fetchall("SELECT version FROM schema_migrations ORDER BY version")
-        assert [r["version"] for r in rows] == ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
+        assert [r["version"] for r in rows] == [
+            "0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]
         await Threads(storage).insert(T, new_id(), {"kept": True})
     finally:
         await storage.close()
@@ -74,7 +75,7 @@ async def test_postgres_migrations_race_and_schema(new_database: NewDatabase) ->
         await s.open()
     try:
         results = await asyncio.gather(*(s.migrate() for s in storages))
-        assert sorted(results) == [[], [], ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]]
+        assert sorted(results) == [[], [], ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]]
         cols = {(r["table_name"], r["column_name"]): r for r in await storages[0].fetchall(
             "SELECT table_name, column_name, data_type, collation_name"
             " FROM information_schema.columns WHERE table_schema = 'public'")}

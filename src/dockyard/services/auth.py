@@ -62,6 +62,7 @@ ACTIONS = (
     "manage_keys",        # the admin API: API keys
     "audit",              # read the audit log
     "metrics",            # /metrics (cluster-wide figures)
+    "manage_quotas",      # set tenants' quotas (admins of the `default` tenant: the operator)
 )
 ROLES: dict[str, frozenset[str]] = {
     "viewer": frozenset({"read"}),

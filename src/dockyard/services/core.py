@@ -28,6 +28,7 @@ from dockyard.services.crons import CronService
 from dockyard.services.custom_auth import CustomAuth, load_custom_auth
 from dockyard.services.mcp import McpService
 from dockyard.services.protocol import ThreadProtocol
+from dockyard.services.quotas import Limits, QuotaService
 from dockyard.services.revisions import RevisionService
 from dockyard.services.runs import RunService
 from dockyard.services.store import StoreService
@@ -161,9 +162,15 @@ class Dockyard:
         self._notify_tasks: set[asyncio.Task[None]] = set()
         self.assistants = AssistantService(Assistants(self.storage), self.registry)
         self.threads = ThreadService(self.storage, self.registry, self.store)
+        self.quotas = QuotaService(self.storage, Limits(
+            max_concurrent_runs=settings.tenant_max_concurrent_runs,
+            runs_per_minute=settings.tenant_runs_per_minute,
+            max_stored_bytes=settings.tenant_max_stored_bytes,
+        ))
         self.runs = RunService(
             self.deps, self.assistants, self.threads, self.notify_new_runs,
             webhook_policy=self.webhook_policy, max_queue_depth=settings.max_queue_depth,
+            quotas=self.quotas,
         )
         # Tenants seen for the first time get their graphs' default assistants.
         oidc = None
@@ -178,7 +185,7 @@ class Dockyard:
         self.auth = KeyService(self.storage, mode=methods or "none",
                                on_tenant=self.assistants.ensure_defaults, oidc=oidc)
         self.triggers = TriggerService(section.triggers, TriggerEvents(self.storage), self.runs)
-        self.store_api = StoreService(self.store)
+        self.store_api = StoreService(self.store, self.quotas)
         self.protocol = ThreadProtocol(self.runs, self.threads)
         self.mcp = McpService(self.assistants, self.runs, version=__version__)
         self.a2a = A2AService(self.assistants, self.threads, self.runs)

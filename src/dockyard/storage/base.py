@@ -320,6 +320,10 @@ class Storage(abc.ABC):
                     clauses.append(sql)
                     params.append(param)
 
+    def byte_length(self, column: str) -> str:
+        """SQL for the size in bytes of a JSON column's text (quota accounting)."""
+        return f"length(CAST({column} AS BLOB))"
+
     def _json_contains(self, column: str, key: str, item: Any) -> tuple[str, Any]:
         """SQL (one ``?``) true when ``column[key]`` is an array holding ``item``."""
         raise NotImplementedError

@@ -328,6 +328,9 @@ class PostgresStorage(Storage):
     def _json_param(self) -> str:
         return "CAST(? AS jsonb)"
 
+    def byte_length(self, column: str) -> str:
+        return f"octet_length(CAST({column} AS text))"
+
     def _json_contains(self, column: str, key: str, item: Any) -> tuple[str, Any]:
         # jsonb_typeof: `"x" @> '["x"]'` is false anyway, but a scalar would match a scalar.
         return (f"(jsonb_typeof({column} -> '{key}') = 'array'"
