@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from dockyard.api.deps import app_of, authorize
-from dockyard.api.schemas import Limit, Offset
+from dockyard.api.schemas import LimitQuery, OffsetQuery
 from dockyard.errors import NotFound
 from dockyard.services.auth import DEFAULT_TENANT, ROLE_NAMES, Forbidden, Principal
 from dockyard.services.core import Dockyard
@@ -49,7 +49,7 @@ async def revoke_key(
 
 @router.get("/audit")
 async def audit(
-    action: str | None = None, limit: Limit = Query(100), offset: Offset = Query(0),
+    action: str | None = None, limit: LimitQuery = 100, offset: OffsetQuery = 0,
     app: Dockyard = Depends(app_of), who: Principal = Depends(authorize),
 ) -> list[dict[str, Any]]:
     """The tenant's audit log, newest first; filter by ``action`` (e.g. ``run.create``)."""

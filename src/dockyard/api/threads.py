@@ -71,6 +71,8 @@ def extract_path(obj: Any, path: str) -> Any:
         raise InvalidInput("extract paths are at most 256 characters")
     cur = obj
     for part in path.split("."):
+        if not _STEP.match(part):  # an empty or malformed step names nothing (not the row)
+            return None
         for m in _STEP.finditer(part):
             key, idx = m.group(1), m.group(2)
             try:

@@ -13,9 +13,9 @@ def _check_namespace(namespace: Any) -> tuple[str, ...]:
     if not isinstance(namespace, list | tuple) or not all(isinstance(p, str) for p in namespace):
         raise InvalidInput("namespace must be a list of strings")
     for label in namespace:
-        if not label or "." in label:
+        if not label or "." in label or "\x00" in label:
             raise InvalidInput(f"Invalid namespace label {label!r}: labels are non-empty and "
-                               "contain no '.'")
+                               "contain no '.' and no NUL")
     return tuple(namespace)
 
 
