@@ -34,8 +34,28 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=["text", "json"],
                    help="text, or json: one object per line (DOCKYARD_LOG_FORMAT, default text)")
     p.add_argument("--redis-url", help="Redis URL for events across processes (DOCKYARD_REDIS_URL)")
-    p.add_argument("--auth", choices=["none", "keys"],
-                   help="keys: API keys required; none: no auth (DOCKYARD_AUTH, default none)")
+    p.add_argument("--auth",
+                   help="none, or a comma list of keys (API keys) and oidc (JWT bearer "
+                        "tokens) (DOCKYARD_AUTH, default none)")
+    p.add_argument("--tenant-max-concurrent-runs", type=int,
+                   help="default quota: runs pending or running per tenant, 0 unlimited "
+                        "(DOCKYARD_TENANT_MAX_CONCURRENT_RUNS)")
+    p.add_argument("--tenant-runs-per-minute", type=int,
+                   help="default quota: runs created per tenant per minute, 0 unlimited "
+                        "(DOCKYARD_TENANT_RUNS_PER_MINUTE)")
+    p.add_argument("--tenant-max-stored-bytes", type=int,
+                   help="default quota: stored bytes per tenant, 0 unlimited "
+                        "(DOCKYARD_TENANT_MAX_STORED_BYTES)")
+    for name, help_ in (
+        ("jwks-url", "the identity provider's JWKS URL"), ("issuer", "required token issuer"),
+        ("audience", "required token audience"),
+        ("tenant-claim", "dotted path of the claim naming the tenant"),
+        ("roles-claim", "dotted path of the claim naming roles (default roles)"),
+        ("default-tenant", "tenant of tokens without the tenant claim"),
+        ("default-role", "role of tokens naming no Dockyard role"),
+    ):
+        var = "DOCKYARD_OIDC_" + name.upper().replace("-", "_")
+        p.add_argument(f"--oidc-{name}", help=f"oidc: {help_} ({var})")
     p.add_argument("--insecure", action="store_true",
                    help="serve/worker: allow DOCKYARD_AUTH=none (every caller is an admin)")
 
@@ -50,6 +70,11 @@ def _export(args: argparse.Namespace) -> None:
         ("log_level", "DOCKYARD_LOG_LEVEL"), ("redis_url", "DOCKYARD_REDIS_URL"),
         ("concurrency", "DOCKYARD_WORKERS"), ("log_format", "DOCKYARD_LOG_FORMAT"),
         ("metrics_port", "DOCKYARD_METRICS_PORT"), ("auth", "DOCKYARD_AUTH"),
+        *((f"tenant_{n}", f"DOCKYARD_TENANT_{n.upper()}") for n in (
+            "max_concurrent_runs", "runs_per_minute", "max_stored_bytes")),
+        *((f"oidc_{n}", f"DOCKYARD_OIDC_{n.upper()}") for n in (
+            "jwks_url", "issuer", "audience", "tenant_claim", "roles_claim", "default_tenant",
+            "default_role")),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -68,9 +93,19 @@ def app_factory():  # type: ignore[no-untyped-def]
                       role=os.environ.get("DOCKYARD_ROLE", "all"))
 
 
-def _check_auth(settings: Settings, args: argparse.Namespace, *, dev: bool) -> str:
-    """Safe default: only `dockyard dev` (or an explicit --insecure) runs without auth."""
+def _check_auth(settings: Settings, args: argparse.Namespace, *, dev: bool,
+                custom: str | None = None) -> str:
+    """Safe default: only `dockyard dev` (or an explicit --insecure) runs without auth.
+    ``custom``: the project's `auth.path` (custom auth counts as auth)."""
+    if custom:
+        extra = "" if settings.auth == "none" else f" + {settings.auth} (DOCKYARD_AUTH)"
+        return f"custom ({custom}){extra}"
     if settings.auth != "none":
+        if "oidc" in settings.auth.split(","):
+            from dockyard.services.oidc import OidcConfig
+
+            cfg = OidcConfig.from_settings(settings)  # fail fast, naming the missing setting
+            return f"{settings.auth} (DOCKYARD_AUTH; tokens of {cfg.issuer})"
         return f"{settings.auth} (DOCKYARD_AUTH)"
     if not dev and not getattr(args, "insecure", False):
         raise ConfigError(
@@ -89,8 +124,8 @@ def _serve(args: argparse.Namespace, *, dev: bool) -> int:
         os.environ["DOCKYARD_DEV_MODE"] = "1"
         os.environ.setdefault("DOCKYARD_ALLOW_PRIVATE_WEBHOOKS", "true")
     settings = Settings.from_env()
-    auth = _check_auth(settings, args, dev=dev)
     project = load_project(settings.config or ".")
+    auth = _check_auth(settings, args, dev=dev, custom=(project.auth or {}).get("path"))
     role = "all"
     if not dev:
         # On PostgreSQL + Redis `serve` is a stateless API replica unless told otherwise;
@@ -110,7 +145,7 @@ def _serve(args: argparse.Namespace, *, dev: bool) -> int:
         f"  - Reload:  {'on' if reload else 'off'}\n"
         f"  - Auth:    {auth}\n"
         + ("\n  !! auth is off: anyone who can reach this port can do anything\n"
-           if settings.auth == "none" else ""),
+           if settings.auth == "none" and not auth.startswith("custom") else ""),
         flush=True,
     )
     uvicorn.run(
@@ -158,8 +193,8 @@ def _worker(args: argparse.Namespace) -> int:
 
     _export(args)
     settings = Settings.from_env()
-    auth = _check_auth(settings, args, dev=False)
     project = load_project(settings.config or ".")
+    auth = _check_auth(settings, args, dev=False, custom=(project.auth or {}).get("path"))
 
     async def run() -> None:
         app = Dockyard(project, settings, role="worker")
@@ -240,6 +275,8 @@ def _admin(args: argparse.Namespace) -> int:
 
 async def _admin_command(keys: Any, args: argparse.Namespace) -> int:
     if args.command == "tenants":
+        if args.action == "quota":
+            return await _quota_command(keys, args)
         if args.action == "create":
             row = await keys.create_tenant(args.name, args.display_name)
             await keys.audit(tenant=row["id"], actor="cli", action="tenant.create",
@@ -266,6 +303,29 @@ async def _admin_command(keys: Any, args: argparse.Namespace) -> int:
     else:
         row = await keys.revoke_key(args.key_id)
         print(f"revoked {row['key_id']} ({row['prefix']}); servers forget it within 30 s")
+    return 0
+
+
+async def _quota_command(keys: Any, args: argparse.Namespace) -> int:
+    import json
+
+    from dockyard.services.quotas import Limits, QuotaService
+
+    settings = Settings.from_env()
+    quotas = QuotaService(keys.tenants.db, Limits(
+        settings.tenant_max_concurrent_runs, settings.tenant_runs_per_minute,
+        settings.tenant_max_stored_bytes))
+    if await keys.tenants.get(args.name) is None:
+        raise DockyardError(f"tenant {args.name!r} does not exist (dockyard tenants create)")
+    values = {f: v for f in ("max_concurrent_runs", "runs_per_minute", "max_stored_bytes")
+              if (v := getattr(args, f)) is not None}
+    values = {f: (None if v < 0 else v) for f, v in values.items()}  # -1: back to the default
+    if values:
+        await quotas.set(args.name, values)
+        await keys.audit(tenant=args.name, actor="cli", action="quota.set",
+                         resource_type="tenant", resource_id=args.name,
+                         detail={"values": values})
+    print(json.dumps(await quotas.describe(args.name), indent=2))
     return 0
 
 
@@ -305,6 +365,14 @@ def main(argv: list[str] | None = None) -> int:
     tcreate.add_argument("name", help="tenant id: lowercase letters, digits, '-', '_'")
     tcreate.add_argument("--display-name", help="a human-readable name (default: the id)")
     _admin_flags(tcreate)
+    tquota = tsub.add_parser("quota", help="show or set a tenant's quotas (0: unlimited, "
+                             "-1: the server's default)")
+    tquota.add_argument("name", help="tenant id")
+    tquota.add_argument("--max-concurrent-runs", type=int, help="runs pending or running")
+    tquota.add_argument("--runs-per-minute", type=int, help="runs created per minute")
+    tquota.add_argument("--max-stored-bytes", type=int,
+                        help="bytes of store items and thread states")
+    _admin_flags(tquota)
     _admin_flags(tsub.add_parser("list", help="list tenants"))
     keys = sub.add_parser("keys", help="create, list and revoke API keys")
     ksub = keys.add_subparsers(dest="action", required=True)

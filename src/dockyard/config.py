@@ -41,6 +41,17 @@ Environment variables (an empty value counts as unset):
 | `DOCKYARD_MAX_QUEUE_DEPTH` | `100000` | Pending runs above which new runs get 429 (0: unbounded) |
 | `DOCKYARD_TENANT_MAX_RUNNING` | `0` (no cap) | Running runs per tenant, per worker process's claims |
 | `DOCKYARD_ASSISTANT_MAX_RUNNING` | `0` (no cap) | Running runs per assistant |
+| `DOCKYARD_TENANT_MAX_CONCURRENT_RUNS` | `0`: unlimited | Default quota: runs pending or running per tenant |
+| `DOCKYARD_TENANT_RUNS_PER_MINUTE` | `0`: unlimited | Default quota: runs created per tenant per minute |
+| `DOCKYARD_TENANT_MAX_STORED_BYTES` | `0`: unlimited | Default quota: bytes of store items + thread states |
+| `DOCKYARD_AUTH` | `none` | `none`, or a comma list of `keys` and `oidc` |
+| `DOCKYARD_OIDC_JWKS_URL` | none | oidc: the identity provider's JWKS (public keys) |
+| `DOCKYARD_OIDC_ISSUER` | none | oidc: the required `iss` |
+| `DOCKYARD_OIDC_AUDIENCE` | none | oidc: the required `aud` |
+| `DOCKYARD_OIDC_TENANT_CLAIM` | none | oidc: dotted path of the claim naming the tenant |
+| `DOCKYARD_OIDC_ROLES_CLAIM` | `roles` | oidc: dotted path of the claim naming roles |
+| `DOCKYARD_OIDC_DEFAULT_TENANT` | none | oidc: tenant of tokens without the tenant claim |
+| `DOCKYARD_OIDC_DEFAULT_ROLE` | none: no permission | oidc: role of tokens naming no role |
 
 Booleans accept ``1/0``, ``true/false``, ``yes/no``, ``on/off`` (any case). A value that does not
 parse raises :class:`~dockyard.errors.ConfigError` naming the variable.
@@ -122,11 +133,19 @@ def _parse_log_format(name: str, raw: str) -> str:
     return fmt
 
 
+AUTH_METHODS = ("keys", "oidc")
+
+
 def _parse_auth(name: str, raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in ("none", "keys"):
-        raise ConfigError(f"{name} must be 'none' or 'keys', not {raw!r}", key=name)
-    return value
+    """``none``, or a comma list of ``keys`` and ``oidc``; normalised (``oidc,keys`` →
+    ``keys,oidc``)."""
+    names = {part.strip().lower() for part in raw.split(",") if part.strip()}
+    if names in (set(), {"none"}):
+        return "none"
+    if not names <= set(AUTH_METHODS):
+        raise ConfigError(f"{name} must be 'none' or a comma list of {', '.join(AUTH_METHODS)}"
+                          f", not {raw!r}", key=name)
+    return ",".join(m for m in AUTH_METHODS if m in names)
 
 
 # Field name -> parser of the raw string. Fields not listed are plain strings.
@@ -160,6 +179,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_queue_depth": lambda n, r: _parse_int(n, r, 0),
     "tenant_max_running": lambda n, r: _parse_int(n, r, 0),
     "assistant_max_running": lambda n, r: _parse_int(n, r, 0),
+    "tenant_max_concurrent_runs": lambda n, r: _parse_int(n, r, 0),
+    "tenant_runs_per_minute": lambda n, r: _parse_int(n, r, 0),
+    "tenant_max_stored_bytes": lambda n, r: _parse_int(n, r, 0),
     "cron_poll_seconds": _parse_float,
     "auth": _parse_auth,
 }
@@ -223,12 +245,26 @@ class Settings:
     max_queue_depth: int = 100_000
     tenant_max_running: int = 0
     assistant_max_running: int = 0
+    # Default per-tenant quotas (0: unlimited); a tenant's own row in tenant_quotas wins.
+    tenant_max_concurrent_runs: int = 0
+    tenant_runs_per_minute: int = 0
+    tenant_max_stored_bytes: int = 0
     # Longest sleep of the cron scheduler between looks at the crons table; it also wakes at
     # the earliest due tick and when a cron is created or changed.
     cron_poll_seconds: float = 10.0
-    # none: every request is the default tenant's admin (dev); keys: API keys (X-Api-Key or
-    # Authorization: Bearer). `serve` and `worker` refuse `none` without --insecure.
+    # none: every request is the default tenant's admin (dev); else a comma list of keys
+    # (API keys: X-Api-Key or Authorization: Bearer) and oidc (JWT bearer tokens checked
+    # against the issuer's JWKS). `serve` and `worker` refuse `none` without --insecure.
     auth: str = "none"
+    oidc_jwks_url: str | None = None
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    # Dotted claim paths: the tenant (unset: DOCKYARD_OIDC_DEFAULT_TENANT) and the roles (a
+    # list or a space-separated string; the most privileged Dockyard role named wins).
+    oidc_tenant_claim: str | None = None
+    oidc_roles_claim: str = "roles"
+    oidc_default_tenant: str | None = None
+    oidc_default_role: str | None = None
 
     @staticmethod
     def env_var(field_name: str) -> str:

@@ -89,3 +89,88 @@ def test_serve_insecure_starts(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+async def test_sdk_with_oidc_bearer_tokens_and_key_rotation(tmp_path: Path) -> None:
+    """`DOCKYARD_AUTH=keys,oidc`: the official client sends a JWT from a real local JWKS;
+    the identity provider rotates its key while the server runs."""
+    from tests.oidc_support import IdentityProvider, oidc_env, serve_idp
+
+    with serve_idp(IdentityProvider()) as idp:
+        srv = make_server(tmp_path, DOCKYARD_AUTH="keys,oidc", **oidc_env(
+            idp, DOCKYARD_OIDC_TENANT_CLAIM="org", DOCKYARD_OIDC_DEFAULT_ROLE="viewer"))
+        _cli(srv, "tenants", "create", "acme")
+        admin_key = _cli(srv, "keys", "create", "--tenant", "acme", "--role", "admin")
+        srv.start()
+
+        clients = []
+
+        def client(token: str):  # type: ignore[no-untyped-def]
+            clients.append(get_client(url=srv.url, api_key=None,
+                                      headers={"Authorization": f"Bearer {token}"}))
+            return clients[-1]
+
+        dev = client(idp.token(org="acme", roles=["developer"]))
+        admin = get_client(url=srv.url, api_key=admin_key)
+        try:
+            thread = await dev.threads.create(metadata={"by": "token"})
+            result = await dev.runs.wait(thread["thread_id"], "three_steps",
+                                         input={"steps": []})
+            assert isinstance(result, dict)
+            idp.rotate()  # new signing key; the old one leaves the JWKS
+            rotated = client(idp.token(org="acme", roles=["developer"], sub="bob"))
+            assert [t["thread_id"] for t in await rotated.threads.search()] == [
+                thread["thread_id"]]
+            viewer = client(idp.token(org="acme"))  # no role claim: the default role
+            with pytest.raises(httpx.HTTPStatusError) as err:
+                await viewer.threads.create()
+            assert err.value.response.status_code == 403
+            for bad in (idp.token(org="acme", ttl=-300), idp.token(org="acme", aud="x")):
+                with pytest.raises(httpx.HTTPStatusError) as err:
+                    await client(bad).threads.search()
+                assert err.value.response.status_code == 401
+                assert bad not in err.value.response.text
+            runs = await admin.http.get("/admin/audit", params={"action": "run.create"})
+            assert runs and runs[0]["actor"] == "oidc:alice"
+        finally:
+            for c in (*clients, admin):
+                await c.aclose()
+        srv.stop()
+        assert idp.keys and not any(t in srv.logs() for t in ("eyJ",))
+
+
+async def test_sdk_with_custom_auth_module(tmp_path: Path) -> None:
+    """`auth.path` in langgraph.json: a reference-server Auth module, unchanged, behind
+    `dockyard dev`, driven by the official client with bearer tokens."""
+    from tests.custom_auth_support import write_project
+
+    srv = make_server(tmp_path, project=write_project(tmp_path / "proj"))
+    srv.start()
+
+    def client(token: str | None):  # type: ignore[no-untyped-def]
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return get_client(url=srv.url, api_key=None, headers=headers)
+
+    alice, bob, eve, nobody = (client(t) for t in ("token-alice", "token-bob", "token-eve", None))
+    try:
+        a = await alice.threads.create(metadata={"topic": "a"})
+        assert a["metadata"]["owner"] == "alice"
+        b = await bob.threads.create()
+        await alice.runs.wait(a["thread_id"], "g", input={})
+        assert [t["thread_id"] for t in await alice.threads.search()] == [a["thread_id"]]
+        assert [t["thread_id"] for t in await bob.threads.search()] == [b["thread_id"]]
+        with pytest.raises(httpx.HTTPStatusError) as err:
+            await bob.threads.get(a["thread_id"])
+        assert err.value.response.status_code == 404
+        with pytest.raises(httpx.HTTPStatusError) as err:
+            await nobody.threads.search()
+        assert err.value.response.status_code == 401
+        with pytest.raises(httpx.HTTPStatusError) as err:
+            await eve.threads.create()
+        assert err.value.response.status_code == 403
+        assert "threads:write" in err.value.response.text
+    finally:
+        for c in (alice, bob, eve, nobody):
+            await c.aclose()
+        srv.stop()
+    assert "auth is off" not in srv.logs()

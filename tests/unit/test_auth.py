@@ -226,6 +226,7 @@ NOT_FOUND = "404"
 CREATES = "creates"  # makes a resource of B's own; A's are checked untouched afterwards
 RPC_ERROR = "rpc"    # JSON-RPC error object (A2A): unknown assistant
 IN_BAND = "in_band"  # thread protocol: errors are 200 envelopes, as the protocol defines
+FORBIDDEN = "403"    # refused whatever the tenant (setting quotas is the operator's)
 REFUSED = "422"      # refused before anything is stored (B's own deploys: test_revisions.py)
 CONFLICT = "409"     # about B's own state (B has no deployment to roll back)
 
@@ -304,6 +305,8 @@ ISOLATION: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/admin/keys"): (EMPTY, None),
     ("DELETE", "/admin/keys/{key_id}"): (NOT_FOUND, None),
     ("GET", "/admin/audit"): (EMPTY, None),
+    ("GET", "/admin/quotas"): (EMPTY, None),
+    ("PUT", "/admin/tenants/{tenant_id}/quotas"): (FORBIDDEN, {"max_concurrent_runs": 1}),
     ("POST", "/revisions"): (REFUSED, {}),
     ("GET", "/revisions"): (EMPTY, None),
     ("GET", "/revisions/{revision_id}"): (NOT_FOUND, None),
@@ -360,7 +363,7 @@ def test_isolation_matrix(env: Env, tmp_path: Path) -> None:
     ids = {"thread_id": thread_id, "run_id": run_id, "assistant_id": assistant_id,
            "cron_id": cron.json()["cron_id"], "checkpoint_id": checkpoint_id,
            "namespace": "x", "key_id": key_id, "revision_id": revision.json()["revision_id"],
-           "seq": "0"}
+           "seq": "0", "tenant_id": "a"}
     secrets = [thread_id, run_id, assistant_id, ids["cron_id"], key_id, "secret-agent",
                ids["revision_id"]]
 
@@ -382,6 +385,8 @@ def test_isolation_matrix(env: Env, tmp_path: Path) -> None:
             assert resp.status_code == 422, where
         elif expect == CONFLICT:
             assert resp.status_code == 409, where
+        elif expect == FORBIDDEN:
+            assert resp.status_code == 403, where
         elif expect == IN_BAND:
             answer = resp.json()
             assert answer["type"] == "error" and "not found" in answer["message"], where

@@ -41,7 +41,7 @@ def _project(tmp_path: Path, **extra: Any) -> Path:
 @pytest.mark.parametrize(
     ("extra", "key"),
     [
-        ({"auth": {"path": "./auth.py:auth"}}, "auth"),
+        ({"auth": {"path": "./auth.py:auth", "cache": {}}}, "auth.cache"),
         ({"http": {"app": "./app.py:app"}}, "http.app"),
         ({"store": {"index": {"dims": 3}}}, "store.index"),
         ({"checkpointer": {"ttl": {"strategy": "archive"}}}, "checkpointer.ttl.strategy"),

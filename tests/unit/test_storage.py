@@ -29,7 +29,7 @@ postgres_only = pytest.mark.skipif(TEST_DATABASE != "postgres",
 
 # ---- migrations ---------------------------------------------------------------------------
 # Every migration file, in order (a new file must be applied once, in its place).
-MIGRATIONS = [f"{i:04d}" for i in range(1, 10)]
+MIGRATIONS = [f"{i:04d}" for i in range(1, 11)]
 assert sorted(p.name[:4] for p in (Path(__file__).parents[2] / "src" / "dockyard" / "storage"
                                    / "migrations").glob("*.sql")) == MIGRATIONS
 

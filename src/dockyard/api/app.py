@@ -34,6 +34,7 @@ from dockyard.config import ProjectConfig, Settings
 from dockyard.errors import DockyardError
 from dockyard.services.auth import AuthFailure, Forbidden
 from dockyard.services.core import Dockyard
+from dockyard.services.custom_auth import HandlerRefused
 from dockyard.ui import mount_ui
 
 log = logging.getLogger("dockyard.api")
@@ -153,6 +154,8 @@ def create_app(
         headers = None
         if exc.details.get("retry_after") is not None:
             headers = {"Retry-After": str(int(exc.details["retry_after"]))}
+        if isinstance(exc, HandlerRefused) and exc.headers:
+            headers = exc.headers
         if isinstance(exc, AuthFailure):
             headers = {"WWW-Authenticate": 'Bearer realm="dockyard"' if exc.reason == "missing"
                        else 'Bearer realm="dockyard", error="invalid_token"'}

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from dockyard.api.deps import app_of, authorize, select_fields, tenant_of
+from dockyard.api.deps import app_of, auth_filter_of, authorize, select_fields, tenant_of
 from dockyard.api.schemas import (
     AssistantCount,
     AssistantCreate,
@@ -44,10 +44,12 @@ async def create_assistant(
 async def search_assistants(
     body: AssistantSearch, response: Response, app: Dockyard = Depends(app_of),
     tenant: str = Depends(tenant_of),
+    auth_filter: dict[str, Any] | None = Depends(auth_filter_of),
 ) -> list[dict[str, Any]]:
     rows = await app.assistants.search(
         tenant, graph_id=body.graph_id, name=body.name, metadata=body.metadata,
         limit=body.limit, offset=body.offset, sort_by=body.sort_by, sort_order=body.sort_order,
+        auth_filter=auth_filter,
     )
     if len(rows) == body.limit and body.limit > 0:
         response.headers["X-Pagination-Next"] = str(body.offset + body.limit)
@@ -56,10 +58,12 @@ async def search_assistants(
 
 @router.post("/count")
 async def count_assistants(
-    body: AssistantCount, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
+    body: AssistantCount, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
+    auth_filter: dict[str, Any] | None = Depends(auth_filter_of),
 ) -> int:
     return await app.assistants.count(
-        tenant, graph_id=body.graph_id, name=body.name, metadata=body.metadata
+        tenant, graph_id=body.graph_id, name=body.name, metadata=body.metadata,
+        auth_filter=auth_filter,
     )
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Response
 
-from dockyard.api.deps import app_of, tenant_of
+from dockyard.api.deps import app_of, auth_filter_of, tenant_of
 from dockyard.api.schemas import CronCount, CronCreate, CronPatch, CronSearch
 from dockyard.services.core import Dockyard
 from dockyard.storage.base import utcnow
@@ -42,12 +42,13 @@ async def create_cron(
 
 @router.post("/runs/crons/search")
 async def search_crons(
-    body: CronSearch, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
+    body: CronSearch, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
+    auth_filter: dict[str, Any] | None = Depends(auth_filter_of),
 ) -> list[dict[str, Any]]:
     rows = await app.crons.search(
         tenant, assistant_id=body.assistant_id, thread_id=body.thread_id, enabled=body.enabled,
         metadata=body.metadata, limit=body.limit, offset=body.offset, sort_by=body.sort_by,
-        sort_order=body.sort_order,
+        sort_order=body.sort_order, auth_filter=auth_filter,
     )
     if not body.select:
         return rows
@@ -57,11 +58,12 @@ async def search_crons(
 
 @router.post("/runs/crons/count")
 async def count_crons(
-    body: CronCount, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
+    body: CronCount, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
+    auth_filter: dict[str, Any] | None = Depends(auth_filter_of),
 ) -> int:
     return await app.crons.count(
         tenant, assistant_id=body.assistant_id, thread_id=body.thread_id, enabled=body.enabled,
-        metadata=body.metadata,
+        metadata=body.metadata, auth_filter=auth_filter,
     )
 
 

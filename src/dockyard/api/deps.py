@@ -43,7 +43,13 @@ async def authenticate(conn: HTTPConnection, route_class: str) -> Principal:
     if not dockyard.auth.enabled:
         return ANONYMOUS_ADMIN
     try:
-        principal = await dockyard.auth.authenticate(credentials(conn))
+        token = credentials(conn)
+        if dockyard.custom_auth is not None and not dockyard.auth.claims(token):
+            from dockyard.api.custom_auth import authenticate_custom
+
+            principal = await authenticate_custom(dockyard, dockyard.custom_auth, conn)
+        else:
+            principal = await dockyard.auth.authenticate(token)
     except AuthFailure as exc:
         client = conn.client.host if conn.client else None
         await dockyard.auth.audit_failure(exc, client=client, path=conn.url.path)
@@ -69,15 +75,30 @@ async def authorize(conn: HTTPConnection) -> Principal:
     if cached is not None:
         return cached
     method = "GET" if conn.scope["method"] == "HEAD" else conn.scope["method"]
-    route_class = conn.app.state.route_actions[(id(conn.scope["route"]), method)]
+    route = conn.scope["route"]
+    route_class = conn.app.state.route_actions[(id(route), method)]
     principal = await authenticate(conn, route_class)
     conn.state.principal = principal
+    custom = conn.app.state.dockyard.custom_auth
+    if principal.user is not None and custom is not None and custom.has_handlers:
+        from dockyard.api.custom_auth import EVENTS, run_handler
+
+        event = EVENTS.get((method, route.path))
+        if event is not None:
+            await run_handler(conn.app.state.dockyard, custom, conn, principal, event)
     return principal
 
 
 async def tenant_of(principal: Principal = Depends(authorize)) -> str:
     """The caller's tenant: every service call is scoped by it."""
     return principal.tenant
+
+
+async def auth_filter_of(request: Request, _: Principal = Depends(authorize)
+                         ) -> dict[str, Any] | None:
+    """The metadata filter a custom auth handler returned for this search (else None)."""
+    found: dict[str, Any] | None = getattr(request.state, "auth_filter", None)
+    return found
 
 
 def select_fields(

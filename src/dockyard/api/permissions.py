@@ -132,6 +132,8 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", "/admin/keys"): "manage_keys",
     ("DELETE", "/admin/keys/{key_id}"): "manage_keys",
     ("GET", "/admin/audit"): "audit",
+    ("GET", "/admin/quotas"): "read",
+    ("PUT", "/admin/tenants/{tenant_id}/quotas"): "manage_quotas",
 }
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from dockyard.api.deps import app_of, authorize
-from dockyard.api.schemas import Limit, Offset
+from dockyard.api.schemas import LimitQuery, OffsetQuery
 from dockyard.errors import InvalidInput, PayloadTooLarge
 from dockyard.services.auth import Principal
 from dockyard.services.core import Dockyard
@@ -78,7 +78,7 @@ async def create_revision(
 
 @router.get("")
 async def list_revisions(
-    limit: Limit = Query(100), offset: Offset = Query(0),
+    limit: LimitQuery = 100, offset: OffsetQuery = 0,
     app: Dockyard = Depends(app_of), who: Principal = Depends(authorize),
 ) -> list[dict[str, Any]]:
     """The tenant's revisions, newest first."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from dockyard.errors import InvalidInput
@@ -17,6 +18,10 @@ from dockyard.errors import InvalidInput
 # 2**63 or a TTL of 1e308 minutes is a client mistake, answered with 422 rather than a crash.
 Offset = Annotated[int, Field(ge=0, le=2**62)]
 Limit = Annotated[int, Field(ge=0, le=1000)]
+# Query parameters: FastAPI ignores a Field's bounds in Annotated when a Query() default is
+# given (found by the fuzzer: limit=-8e25 reached the database), so the bounds go on Query.
+LimitQuery = Annotated[int, Query(ge=0, le=1000)]
+OffsetQuery = Annotated[int, Query(ge=0, le=2**62)]
 Seconds = Annotated[float, Field(ge=0, le=10**9, allow_inf_nan=False)]
 Minutes = Annotated[float, Field(gt=0, le=10**9, allow_inf_nan=False)]
 

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import StreamingResponse
 
-from dockyard.api.deps import app_of, authorize, select_fields, tenant_of
+from dockyard.api.deps import app_of, auth_filter_of, authorize, select_fields, tenant_of
 from dockyard.api.schemas import (
     HistoryQuery,
     StateCheckpoint,
@@ -46,10 +46,12 @@ async def create_thread(
 async def search_threads(
     body: ThreadSearch, response: Response, app: Dockyard = Depends(app_of),
     tenant: str = Depends(tenant_of),
+    auth_filter: dict[str, Any] | None = Depends(auth_filter_of),
 ) -> list[dict[str, Any]]:
     rows = await app.threads.search(
         tenant, ids=body.ids, metadata=body.metadata, values=body.values, status=body.status,
         limit=body.limit, offset=body.offset, sort_by=body.sort_by, sort_order=body.sort_order,
+        auth_filter=auth_filter,
     )
     if len(rows) == body.limit and body.limit > 0:
         response.headers["X-Pagination-Next"] = str(body.offset + body.limit)
@@ -69,6 +71,8 @@ def extract_path(obj: Any, path: str) -> Any:
         raise InvalidInput("extract paths are at most 256 characters")
     cur = obj
     for part in path.split("."):
+        if not _STEP.match(part):  # an empty or malformed step names nothing (not the row)
+            return None
         for m in _STEP.finditer(part):
             key, idx = m.group(1), m.group(2)
             try:
@@ -96,10 +100,12 @@ def select_state(state: dict[str, Any], select: list[str] | None) -> dict[str, A
 
 @router.post("/count")
 async def count_threads(
-    body: ThreadCount, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
+    body: ThreadCount, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
+    auth_filter: dict[str, Any] | None = Depends(auth_filter_of),
 ) -> int:
     return await app.threads.count(
-        tenant, metadata=body.metadata, values=body.values, status=body.status
+        tenant, metadata=body.metadata, values=body.values, status=body.status,
+        auth_filter=auth_filter,
     )
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from dockyard.api.deps import app_of, tenant_of
-from dockyard.api.schemas import Limit, Offset
+from dockyard.api.schemas import LimitQuery, OffsetQuery
 from dockyard.services.core import Dockyard
 
 router = APIRouter(tags=["webhooks"])
@@ -25,8 +25,8 @@ async def run_webhooks(
 
 @router.get("/webhooks/deliveries")
 async def list_deliveries(
-    run_id: str | None = None, status: str | None = None, limit: Limit = Query(100),
-    offset: Offset = Query(0), app: Dockyard = Depends(app_of),
+    run_id: str | None = None, status: str | None = None, limit: LimitQuery = 100,
+    offset: OffsetQuery = 0, app: Dockyard = Depends(app_of),
     tenant: str = Depends(tenant_of),
 ) -> list[dict[str, Any]]:
     """Webhook deliveries, newest first; filter by ``run_id`` and ``status``

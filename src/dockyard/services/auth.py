@@ -14,19 +14,36 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import Conflict, DockyardError, InvalidInput, NotFound, Unauthorized
 from dockyard.services.ids import new_id
 from dockyard.storage.auth import ApiKeys, AuditLog, Tenants
 from dockyard.storage.base import Storage, utcnow
 
+if TYPE_CHECKING:
+    from dockyard.services.oidc import OidcVerifier
+
 log = logging.getLogger("dockyard.auth")
 
 DEFAULT_TENANT = "default"
-AUTH_MODES = ("none", "keys")
+# DOCKYARD_AUTH is `none` or a comma list of these. `custom` (a langgraph.json `auth.path`
+# module) is added by the project file, not by the setting.
+AUTH_METHODS = ("keys", "oidc", "custom")
+
+
+def parse_methods(mode: str) -> frozenset[str]:
+    """``"keys,oidc"`` → {keys, oidc}; ``"none"`` → {}. Unknown names raise ``InvalidInput``."""
+    names = {m.strip().lower() for m in mode.split(",") if m.strip()}
+    if names in (set(), {"none"}):
+        return frozenset()
+    bad = names - set(AUTH_METHODS)
+    if bad:
+        raise InvalidInput(f"DOCKYARD_AUTH must be 'none' or a comma list of {list(AUTH_METHODS)}"
+                           f", not {mode!r}")
+    return frozenset(names)
 
 # ---- roles and action classes ------------------------------------------------------------
 # Every route maps to one action class (api/permissions.py); a role is the set of classes it
@@ -46,6 +63,7 @@ ACTIONS = (
     "manage_keys",        # the admin API: API keys
     "audit",              # read the audit log
     "metrics",            # /metrics (cluster-wide figures)
+    "manage_quotas",      # set tenants' quotas (admins of the `default` tenant: the operator)
 )
 ROLES: dict[str, frozenset[str]] = {
     "viewer": frozenset({"read"}),
@@ -66,12 +84,14 @@ def permits(role: str, action: str) -> bool:
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: its tenant, role and key (``key_id`` None when auth is off)."""
+    """The caller: its tenant, role and key (``key_id`` None when auth is off; ``oidc:<sub>``
+    for a token, ``user:<identity>`` for custom auth, whose ``user`` the handlers see)."""
 
     tenant: str
     role: str
     key_id: str | None = None
     prefix: str | None = None
+    user: Any = field(default=None, compare=False, repr=False)
 
     @property
     def actor(self) -> str:
@@ -138,7 +158,9 @@ def _public_key(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class AuthFailure(Unauthorized):
-    """401; ``reason`` is one of missing, malformed, unknown, expired, revoked."""
+    """401; ``reason``: missing, malformed, unknown, expired, revoked (keys); for bearer
+    tokens also unknown_kid, bad_signature, wrong_issuer, wrong_audience, no_tenant,
+    unknown_tenant; custom auth: rejected."""
 
     def __init__(self, reason: str, message: str, *, prefix: str | None = None,
                  tenant: str | None = None, key_id: str | None = None) -> None:
@@ -157,10 +179,13 @@ class KeyService:
     FAILURE_AUDIT_SECONDS = 10.0  # at most one audit row per (reason, prefix) per window
 
     def __init__(self, db: Storage, *, mode: str = "none",
-                 on_tenant: Callable[[str], Awaitable[None]] | None = None) -> None:
-        if mode not in AUTH_MODES:
-            raise InvalidInput(f"DOCKYARD_AUTH must be one of {list(AUTH_MODES)}, not {mode!r}")
-        self.mode = mode
+                 on_tenant: Callable[[str], Awaitable[None]] | None = None,
+                 oidc: OidcVerifier | None = None) -> None:
+        self.methods = parse_methods(mode)
+        self.mode = ",".join(m for m in AUTH_METHODS if m in self.methods) or "none"
+        self.oidc = oidc
+        if ("oidc" in self.methods) != (oidc is not None):
+            raise InvalidInput("DOCKYARD_AUTH includes oidc exactly when a verifier is given")
         self.tenants = Tenants(db)
         self.keys = ApiKeys(db)
         self.audit_log = AuditLog(db)
@@ -172,13 +197,50 @@ class KeyService:
 
     @property
     def enabled(self) -> bool:
-        return self.mode != "none"
+        return bool(self.methods)
 
     # ---- authentication -------------------------------------------------------------------
     async def authenticate(self, key: str | None) -> Principal:
+        """The caller of an API key or (with oidc) a JWT bearer token."""
         if not key:
-            raise AuthFailure("missing", "Authentication required: send an API key in the "
-                              "X-Api-Key header or as Authorization: Bearer <key>")
+            what = " or ".join(
+                {"keys": "an API key (X-Api-Key or Authorization: Bearer <key>)",
+                 "oidc": "a bearer token (Authorization: Bearer <jwt>)"}[m]
+                for m in ("keys", "oidc") if m in self.methods) or "credentials"
+            raise AuthFailure("missing", f"Authentication required: send {what}")
+        if self.oidc is not None and not key.startswith("dk_") and key != "\x00":
+            principal = await self.oidc.authenticate(key)
+            await self.known_tenant(principal.tenant)
+            return principal
+        if "keys" not in self.methods:
+            raise AuthFailure("malformed", "Malformed credentials: API keys are not accepted "
+                              "here (DOCKYARD_AUTH)")
+        return await self._authenticate_key(key)
+
+    def claims(self, token: str | None) -> bool:
+        """Whether an API key or (with oidc) a JWT is presented: with custom auth, anything
+        else goes to the project's ``@auth.authenticate``."""
+        if not token:
+            return False
+        if "keys" in self.methods and token.startswith("dk_"):
+            return True
+        if self.oidc is not None:
+            from dockyard.services.oidc import looks_like_jwt
+
+            return looks_like_jwt(token)
+        return False
+
+    async def known_tenant(self, tenant: str) -> None:
+        """401 for an identity whose tenant was never created (tokens and custom auth name
+        tenants; only admins create them)."""
+        if tenant in self._seen_tenants:
+            return
+        if not TENANT_RE.match(tenant) or await self.tenants.get(tenant) is None:
+            raise AuthFailure("unknown_tenant", "The identity's tenant does not exist "
+                              "(dockyard tenants create)")
+        await self.tenant_seen(tenant)
+
+    async def _authenticate_key(self, key: str) -> Principal:
         m = KEY_RE.match(key)
         if m is None:
             raise AuthFailure("malformed", "Malformed API key (expected dk_<prefix>_<secret>)")

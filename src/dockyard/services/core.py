@@ -29,9 +29,11 @@ from dockyard.services.assistants import AssistantService
 from dockyard.services.auth import KeyService
 from dockyard.services.cron_scheduler import CronScheduler
 from dockyard.services.crons import CronService
+from dockyard.services.custom_auth import CustomAuth, load_custom_auth
 from dockyard.services.deployments import DeploymentService
 from dockyard.services.mcp import McpService
 from dockyard.services.protocol import ThreadProtocol
+from dockyard.services.quotas import Limits, QuotaService
 from dockyard.services.revisions import RevisionService
 from dockyard.services.runs import RunService
 from dockyard.services.store import StoreService
@@ -58,17 +60,19 @@ HTTP_KEYS = {
 }
 THREAD_TTL_KEYS = {"strategy", "default_ttl", "sweep_interval_minutes"}
 STORE_KEYS = {"ttl"}
+# `path`: a langgraph_sdk.Auth object (services/custom_auth.py). `openapi` only documents the
+# security scheme and `disable_studio_auth` concerns a Studio user Dockyard does not have.
+AUTH_KEYS = {"path", "openapi", "disable_studio_auth"}
 
 
 def check_project_features(project: ProjectConfig) -> DockyardSection:
     """Refuse config that Dockyard would otherwise silently ignore; return the validated
     ``dockyard`` section (triggers, webhook secrets)."""
     src = str(project.source)
-    if project.auth:
-        raise ConfigError(
-            "custom auth is not supported by this Dockyard version; remove the key to serve "
-            "without auth", file=src, key="auth",
-        )
+    for key in project.auth or {}:
+        if key not in AUTH_KEYS:
+            raise ConfigError(f"unsupported auth option; supported: {sorted(AUTH_KEYS)}",
+                              file=src, key=f"auth.{key}")
     for key in project.http:
         if key not in HTTP_KEYS:
             raise ConfigError(f"unsupported http option; supported: {sorted(HTTP_KEYS)}",
@@ -166,16 +170,31 @@ class Dockyard:
         self.assistants = AssistantService(Assistants(self.storage), self.registry)
         self.deployments = DeploymentService(self.storage, base_graphs=self.registry.graph_ids)
         self.threads = ThreadService(self.storage, self.registry, self.store)
+        self.quotas = QuotaService(self.storage, Limits(
+            max_concurrent_runs=settings.tenant_max_concurrent_runs,
+            runs_per_minute=settings.tenant_runs_per_minute,
+            max_stored_bytes=settings.tenant_max_stored_bytes,
+        ))
         self.runs = RunService(
             self.deps, self.assistants, self.threads, self.notify_new_runs,
             webhook_policy=self.webhook_policy, max_queue_depth=settings.max_queue_depth,
             deployments=self.deployments,
+            quotas=self.quotas,
         )
         # Tenants seen for the first time get their graphs' default assistants.
-        self.auth = KeyService(self.storage, mode=settings.auth,
-                               on_tenant=self.assistants.ensure_defaults)
+        oidc = None
+        methods = settings.auth if settings.auth != "none" else ""
+        self.custom_auth: CustomAuth | None = None  # loaded in start(), with the graphs
+        if (project.auth or {}).get("path"):
+            methods = f"{methods},custom"
+        if "oidc" in settings.auth.split(","):
+            from dockyard.services.oidc import OidcConfig, OidcVerifier
+
+            oidc = OidcVerifier(OidcConfig.from_settings(settings))
+        self.auth = KeyService(self.storage, mode=methods or "none",
+                               on_tenant=self.assistants.ensure_defaults, oidc=oidc)
         self.triggers = TriggerService(section.triggers, TriggerEvents(self.storage), self.runs)
-        self.store_api = StoreService(self.store)
+        self.store_api = StoreService(self.store, self.quotas)
         self.traces = TraceService(self.storage, self.runs)
         self.protocol = ThreadProtocol(self.runs, self.threads)
         self.mcp = McpService(self.assistants, self.runs, version=__version__)
@@ -253,6 +272,8 @@ class Dockyard:
         if self.runs_workers:
             self.webhook_log.load_secrets(src)
         self.registry.load_all()
+        if "custom" in self.auth.methods:
+            self.custom_auth = load_custom_auth(self.project.root, src, self.project.auth or {})
         await self.storage.open()
         await self.storage.migrate()
         await self.bus.open()

@@ -17,6 +17,7 @@ from dockyard.serde import json_dumps, json_loads
 from dockyard.services.assistants import AssistantService
 from dockyard.services.deployments import DeploymentService
 from dockyard.services.ids import check_uuid, new_id
+from dockyard.services.quotas import Limits, QuotaService
 from dockyard.services.threads import ThreadService
 from dockyard.storage.queue import in_seconds, public_run
 from dockyard.streams.base import Event
@@ -44,6 +45,7 @@ class PreparedRun:
     record: dict[str, Any]
     new_thread: dict[str, Any] | None
     pin: str | None = None  # the revision to pin the thread to (its first run), or None
+    limits: Limits | None = None  # the tenant's quotas, checked again in write()
 
 
 class RunService:
@@ -57,6 +59,7 @@ class RunService:
         webhook_policy: UrlPolicy,
         max_queue_depth: int = 0,
         deployments: DeploymentService | None = None,
+        quotas: QuotaService | None = None,
     ) -> None:
         self.deps = deps
         self.queue = deps.queue
@@ -68,6 +71,7 @@ class RunService:
         self._announcing: set[asyncio.Future[None]] = set()
         self.max_queue_depth = max_queue_depth
         self.deployments = deployments
+        self.quotas = quotas
 
     # ---- create ------------------------------------------------------------------------
     async def create(
@@ -158,6 +162,7 @@ class RunService:
                 "DOCKYARD_MAX_QUEUE_DEPTH); retry later",
                 code="queue_full", retry_after=5,
             )
+        limits = await self.quotas.before_run(tenant) if self.quotas is not None else None
         assistant = await self.assistants.resolve(tenant, payload["assistant_id"])
         temporary = thread_id is None
         await self.check(payload, stateless=temporary)
@@ -235,12 +240,14 @@ class RunService:
         after = payload.get("after_seconds")
         if after:
             record["available_at"] = in_seconds(after)
-        return PreparedRun(record=record, new_thread=new_thread, pin=pin)
+        return PreparedRun(record=record, new_thread=new_thread, pin=pin, limits=limits)
 
     async def write(self, tx: Any, tenant: str, prepared: PreparedRun) -> dict[str, Any]:
         """Write a prepared run (and a stateless run's thread) inside the transaction ``tx``;
         the caller commits it and then calls ``notify()``."""
         record = prepared.record
+        if self.quotas is not None and prepared.limits is not None:
+            await self.quotas.check_run(tx, tenant, prepared.limits)
         if prepared.new_thread is not None:
             await self.threads.repo.insert(tenant, record["thread_id"], prepared.new_thread, tx=tx)
         run = await self.queue.insert(tenant, record, tx=tx)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dockyard.errors import InvalidInput
+from dockyard.services.quotas import QuotaService
 from dockyard.storage.kvstore import DockyardStore
 
 
@@ -12,9 +13,9 @@ def _check_namespace(namespace: Any) -> tuple[str, ...]:
     if not isinstance(namespace, list | tuple) or not all(isinstance(p, str) for p in namespace):
         raise InvalidInput("namespace must be a list of strings")
     for label in namespace:
-        if not label or "." in label:
+        if not label or "." in label or "\x00" in label:
             raise InvalidInput(f"Invalid namespace label {label!r}: labels are non-empty and "
-                               "contain no '.'")
+                               "contain no '.' and no NUL")
     return tuple(namespace)
 
 
@@ -32,8 +33,9 @@ def _item(item: Any) -> dict[str, Any]:
 
 
 class StoreService:
-    def __init__(self, store: DockyardStore) -> None:
+    def __init__(self, store: DockyardStore, quotas: QuotaService | None = None) -> None:
         self.store = store
+        self.quotas = quotas
 
     async def put(
         self, tenant: str, namespace: Any, key: str, value: Any, *, ttl: float | None = None,
@@ -48,7 +50,11 @@ class StoreService:
             raise InvalidInput("index is not supported: no store index is configured")
         if ttl is not None and (not isinstance(ttl, int | float) or ttl <= 0):
             raise InvalidInput("ttl must be a positive number of minutes")
+        if self.quotas is not None:
+            await self.quotas.check_stored_bytes(tenant)
         await self.store.for_tenant(tenant).aput(ns, key, value, ttl=ttl)
+        if self.quotas is not None:
+            self.quotas.forget_usage(tenant)
 
     async def get(
         self, tenant: str, namespace: Any, key: str, refresh_ttl: bool | None = None

@@ -302,6 +302,35 @@ class Storage(abc.ABC):
         """
         self._json_filter(column, filt or {}, (), clauses, params)
 
+    def auth_filter(
+        self, column: str, filt: dict[str, Any] | None, clauses: list[str], params: list[Any]
+    ) -> None:
+        """Append a custom auth handler's filter (``services/custom_auth.py``) on top-level
+        keys of ``column``: a bare value or ``{"$eq": v}`` is equality, ``{"$contains": v}``
+        (or a list of values, all required) membership in a JSON array. Keys are ANDed."""
+        for key, cond in (filt or {}).items():
+            if not isinstance(key, str) or not _KEY_RE.match(key):
+                raise InvalidInput(f"Invalid auth filter key {key!r}")
+            ops = (cond if isinstance(cond, dict) and cond
+                   and all(k in ("$eq", "$contains") for k in cond) else {"$eq": cond})
+            for op, want in ops.items():
+                if op == "$eq":
+                    clauses.append(f"{self._json_field(column, (key,))} = {self._json_param()}")
+                    params.append(dumps(want))
+                    continue
+                for item in want if isinstance(want, list) else [want]:
+                    sql, param = self._json_contains(column, key, item)
+                    clauses.append(sql)
+                    params.append(param)
+
+    def byte_length(self, column: str) -> str:
+        """SQL for the size in bytes of a JSON column's text (quota accounting)."""
+        return f"length(CAST({column} AS BLOB))"
+
+    def _json_contains(self, column: str, key: str, item: Any) -> tuple[str, Any]:
+        """SQL (one ``?``) true when ``column[key]`` is an array holding ``item``."""
+        raise NotImplementedError
+
     def _json_filter(
         self, column: str, filt: dict[str, Any], path: tuple[str, ...], clauses: list[str],
         params: list[Any],

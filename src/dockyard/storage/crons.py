@@ -72,6 +72,7 @@ class Crons:
     def _where(
         self, tenant: str, *, assistant_id: str | None, thread_id: str | None,
         enabled: bool | None, metadata: dict[str, Any] | None,
+        auth_filter: dict[str, Any] | None = None,
     ) -> tuple[str, list[Any]]:
         clauses: list[str] = ["tenant_id = ?"]
         params: list[Any] = [tenant]
@@ -83,15 +84,17 @@ class Crons:
             clauses.append("enabled = ?")
             params.append(int(enabled))
         self.db.json_filter("metadata", metadata, clauses, params)
+        self.db.auth_filter("metadata", auth_filter, clauses, params)
         return " AND ".join(clauses), params
 
     async def search(
         self, tenant: str, *, assistant_id: str | None = None, thread_id: str | None = None,
         enabled: bool | None = None, metadata: dict[str, Any] | None = None, limit: int = 10,
         offset: int = 0, sort_by: str | None = None, sort_order: str | None = None,
+        auth_filter: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         where, params = self._where(tenant, assistant_id=assistant_id, thread_id=thread_id,
-                                    enabled=enabled, metadata=metadata)
+                                    enabled=enabled, metadata=metadata, auth_filter=auth_filter)
         col = sort_by or "created_at"
         if col not in SORTABLE:
             raise InvalidInput(f"Cannot sort crons by {col!r}; use one of {list(SORTABLE)}")
@@ -109,9 +112,10 @@ class Crons:
     async def count(
         self, tenant: str, *, assistant_id: str | None = None, thread_id: str | None = None,
         enabled: bool | None = None, metadata: dict[str, Any] | None = None,
+        auth_filter: dict[str, Any] | None = None,
     ) -> int:
         where, params = self._where(tenant, assistant_id=assistant_id, thread_id=thread_id,
-                                    enabled=enabled, metadata=metadata)
+                                    enabled=enabled, metadata=metadata, auth_filter=auth_filter)
         row = await self.db.fetchone(f"SELECT COUNT(*) AS n FROM crons WHERE {where}", params)
         return int(row["n"]) if row else 0
 

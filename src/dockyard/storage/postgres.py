@@ -32,8 +32,8 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from dockyard.errors import ConfigError, Conflict, DockyardError, StorageError
-from dockyard.storage.base import Storage
+from dockyard.errors import ConfigError, Conflict, DockyardError, InvalidInput, StorageError
+from dockyard.storage.base import Storage, dumps
 from dockyard.storage.postgres_saver import PooledPostgresSaver
 
 log = logging.getLogger("dockyard.storage")
@@ -132,6 +132,11 @@ def _translate(exc: psycopg.Error) -> DockyardError:
     if isinstance(exc, UniqueViolation):
         detail = exc.diag.message_detail or exc.diag.message_primary or "duplicate key"
         return Conflict(f"Already exists: {detail}", code="conflict")
+    if isinstance(exc, psycopg.DataError):
+        # SQLSTATE class 22 and psycopg's own check: a value PostgreSQL cannot hold, such as
+        # a NUL character in text or JSON (SQLite stores it). The client's data, not an outage.
+        primary = exc.diag.message_primary or str(exc).splitlines()[0]
+        return InvalidInput(f"Invalid value for PostgreSQL: {primary}", code="invalid_value")
     return StorageError(f"PostgreSQL error: {exc}")
 
 
@@ -327,6 +332,14 @@ class PostgresStorage(Storage):
 
     def _json_param(self) -> str:
         return "CAST(? AS jsonb)"
+
+    def byte_length(self, column: str) -> str:
+        return f"octet_length(CAST({column} AS text))"
+
+    def _json_contains(self, column: str, key: str, item: Any) -> tuple[str, Any]:
+        # jsonb_typeof: `"x" @> '["x"]'` is false anyway, but a scalar would match a scalar.
+        return (f"(jsonb_typeof({column} -> '{key}') = 'array'"
+                f" AND ({column} -> '{key}') @> CAST(? AS jsonb))", dumps([item]))
 
     # ---- migrations -------------------------------------------------------------------------------
     def _adapt_ddl(self, stmt: str) -> str:

@@ -119,7 +119,8 @@ class Assistants:
             )
 
     def _where(
-        self, tenant: str, graph_id: str | None, name: str | None, metadata: dict[str, Any] | None
+        self, tenant: str, graph_id: str | None, name: str | None, metadata: dict[str, Any] | None,
+        auth_filter: dict[str, Any] | None = None,
     ) -> tuple[str, list[Any]]:
         clauses, params = ["tenant_id = ?"], [tenant]
         if graph_id:
@@ -130,6 +131,7 @@ class Assistants:
             clauses.append("lower(name) LIKE lower(?)")
             params.append(f"%{name}%")
         self.db.json_filter("metadata", metadata, clauses, params)
+        self.db.auth_filter("metadata", auth_filter, clauses, params)
         return " AND ".join(clauses), params
 
     async def search(
@@ -143,8 +145,9 @@ class Assistants:
         offset: int = 0,
         sort_by: str | None = None,
         sort_order: str | None = None,
+        auth_filter: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        where, params = self._where(tenant, graph_id, name, metadata)
+        where, params = self._where(tenant, graph_id, name, metadata, auth_filter)
         order = self.db.order_by("assistants", sort_by, sort_order, "created_at")
         return await self.db.fetchall(
             f"SELECT {ASSISTANT_COLS} FROM assistants WHERE {where} {order} LIMIT ? OFFSET ?",
@@ -153,9 +156,9 @@ class Assistants:
 
     async def count(
         self, tenant: str, *, graph_id: str | None = None, name: str | None = None,
-        metadata: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None, auth_filter: dict[str, Any] | None = None,
     ) -> int:
-        where, params = self._where(tenant, graph_id, name, metadata)
+        where, params = self._where(tenant, graph_id, name, metadata, auth_filter)
         row = await self.db.fetchone(f"SELECT COUNT(*) AS n FROM assistants WHERE {where}", params)
         return int(row["n"]) if row else 0
 
@@ -243,6 +246,7 @@ class Threads:
     def _where(
         self, tenant: str, *, ids: list[str] | None, metadata: dict[str, Any] | None,
         values: dict[str, Any] | None, status: str | None,
+        auth_filter: dict[str, Any] | None = None,
     ) -> tuple[str, list[Any]]:
         clauses, params = ["tenant_id = ?"], [tenant]
         if ids:
@@ -253,15 +257,18 @@ class Threads:
             params.append(status)
         self.db.json_filter("metadata", metadata, clauses, params)
         self.db.json_filter('"values"', values, clauses, params)
+        self.db.auth_filter("metadata", auth_filter, clauses, params)
         return " AND ".join(clauses), params
 
     async def search(
         self, tenant: str, *, ids: list[str] | None = None, metadata: dict[str, Any] | None = None,
         values: dict[str, Any] | None = None, status: str | None = None, limit: int = 10,
         offset: int = 0, sort_by: str | None = None, sort_order: str | None = None,
+        auth_filter: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         where, params = self._where(
-            tenant, ids=ids, metadata=metadata, values=values, status=status
+            tenant, ids=ids, metadata=metadata, values=values, status=status,
+            auth_filter=auth_filter,
         )
         order = self.db.order_by("threads", sort_by, sort_order, "created_at")
         return await self.db.fetchall(
@@ -272,9 +279,10 @@ class Threads:
     async def count(
         self, tenant: str, *, metadata: dict[str, Any] | None = None,
         values: dict[str, Any] | None = None, status: str | None = None,
+        auth_filter: dict[str, Any] | None = None,
     ) -> int:
         where, params = self._where(tenant, ids=None, metadata=metadata, values=values,
-                                    status=status)
+                                    status=status, auth_filter=auth_filter)
         row = await self.db.fetchone(f"SELECT COUNT(*) AS n FROM threads WHERE {where}", params)
         return int(row["n"]) if row else 0
 

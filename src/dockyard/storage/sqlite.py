@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.errors import Conflict, DockyardError, StorageError
-from dockyard.storage.base import Storage
+from dockyard.storage.base import Storage, dumps
 from dockyard.storage.sqlite_saver import LoopSqliteSaver
 
 log = logging.getLogger("dockyard.storage")
@@ -165,6 +165,14 @@ class SqliteStorage(Storage):
 
     def _json_param(self) -> str:
         return "json(?)"
+
+    def _json_contains(self, column: str, key: str, item: Any) -> tuple[str, Any]:
+        p = f'$."{key}"'
+        return (f"(json_type({column}, '{p}') = 'array' AND EXISTS (SELECT 1 FROM"
+                f" json_each({column}, '{p}') AS e WHERE (CASE e.type WHEN 'true' THEN 'true'"
+                " WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' WHEN 'object' THEN e.value"
+                " WHEN 'array' THEN e.value ELSE json_quote(e.value) END) = json(?)))",
+                dumps(item))
 
     def _transient_driver_error(self, exc: BaseException) -> bool:
         # Another process holding the write lock past busy_timeout (e.g. `dockyard migrate`).
