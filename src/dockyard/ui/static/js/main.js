@@ -1,6 +1,7 @@
 // Hash router: #/agents[/<id>], #/threads[?status=…], #/threads/<id>, #/store.
 import { api, clear, errorBox, h } from "./core.js";
 import { renderAgents } from "./pages/agents.js";
+import { renderReleases } from "./pages/releases.js";
 import { renderStore } from "./pages/store.js";
 import { renderThread } from "./pages/thread.js";
 import { renderThreads } from "./pages/threads.js";
@@ -31,6 +32,7 @@ async function route() {
     else if (section === "threads" && id) await renderThread(view, id, signal);
     else if (section === "threads") await renderThreads(view, params, signal);
     else if (section === "store") await renderStore(view, params, signal);
+    else if (section === "releases") await renderReleases(view, params, signal);
     else clear(view, errorBox(`No page at #/${parts.join("/")}`, "Not found"));
   } catch (err) {
     if (err.name !== "AbortError") clear(view, errorBox(err));
