@@ -142,6 +142,9 @@ def test_release_console_promote_canary_refusal_rollback(
     page.locator('[data-table="figures"] tr[data-role="current"] td:nth-child(3)',
                  has_text="1").wait_for()
     shot(page, "releases-canary")
+    page.click('[data-window="86400"]')  # the figures' window, kept in the URL
+    page.locator(".figures-foot", has_text="24 hours").wait_for()
+    assert page.url.endswith("#/releases?window=86400")
 
     # The API's refusal shows in place: the server's project has no graph "reporter".
     _row(page, new_graph).locator('[data-action="promote"]').click()

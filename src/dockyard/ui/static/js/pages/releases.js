@@ -8,6 +8,7 @@ import {
 import { apiErrorBox, confirmAction, numberField, revLabel } from "./release-dialogs.js";
 
 const WINDOWS = [[300, "5 min"], [3600, "1 hour"], [86400, "24 hours"], [7 * 86400, "7 days"]];
+const REVISIONS = 100; // newest first; the API pages further (offset)
 const POLL_MS = 5000; // auto-rollbacks and other operators' changes show up without a reload
 
 export async function renderReleases(view, params, signal) {
@@ -39,7 +40,7 @@ export async function renderReleases(view, params, signal) {
     card("History", ui.history));
   await load(ctx);
   const timer = setInterval(() => {
-    if (!document.querySelector("dialog[open]") && document.visibilityState === "visible") load(ctx, true);
+    if (!document.querySelector("dialog[open]") && document.visibilityState === "visible") load(ctx, true).catch(() => {});
   }, POLL_MS);
   signal.addEventListener("abort", () => clearInterval(timer));
 }
@@ -49,7 +50,7 @@ async function load(ctx, quiet = false) {
   const [dep, stats, revisions] = await Promise.allSettled([
     api("GET", "/deployment", undefined, { signal }),
     api("GET", `/deployment/stats?window_seconds=${ctx.windowSeconds}`, undefined, { signal }),
-    api("GET", "/revisions?limit=100", undefined, { signal }),
+    api("GET", `/revisions?limit=${REVISIONS}`, undefined, { signal }),
   ]);
   if (signal.aborted) return;
   if (quiet && [dep, stats, revisions].some((r) => r.status === "rejected")) return; // keep the last view
@@ -260,7 +261,10 @@ function renderRevisions(ctx) {
   clear(ctx.ui.revisions, h("table", { class: "table", "data-table": "revisions" },
     h("thead", {}, h("tr", {}, h("th", {}, "Revision"), h("th", {}, "Status"), h("th", {}, "Change"), h("th", {}, "Graphs"),
       h("th", { class: "right" }, "Size"), h("th", {}, "Deployed"), h("th", {}))),
-    h("tbody", {}, rows)));
+    h("tbody", {}, rows)),
+  revisions.length === REVISIONS
+    ? h("div", { class: "muted small figures-foot" }, `The newest ${REVISIONS} revisions; GET /revisions?offset=${REVISIONS} lists older ones.`)
+    : null);
 }
 
 function promoteDialog(ctx, rev) {
