@@ -161,6 +161,7 @@ def test_release_console_promote_canary_refusal_rollback(
     page.click('[data-action="rollback"]')
     dialog = _confirm(page, "rollback")
     dialog.locator('input[name="reason"]').fill("p95 regressed on the canary")
+    shot_dialog(page, "releases-rollback-dialog")
     dialog.locator('[data-action="confirm"]').click()
     page.locator('.traffic-bar[data-split="100/0"]').wait_for()
     entry = page.locator('[data-list="history"] [data-action="rollback"]').first
