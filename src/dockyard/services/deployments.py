@@ -100,7 +100,7 @@ class DeploymentService:
         seen: set[str | None] = set()
         for role, rev in (("current", dep.get("current_revision_id")),
                           ("canary", dep.get("canary_revision_id")), ("base", None)):
-            if rev in seen:
+            if rev in seen or (role == "canary" and rev is None):
                 continue
             seen.add(rev)
             s = await self.repo.revision_stats(tenant, rev, since)

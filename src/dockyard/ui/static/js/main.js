@@ -4,6 +4,7 @@ import { api, clear, errorBox, h } from "./core.js";
 import { renderAgents } from "./pages/agents.js";
 import { renderCompare } from "./pages/compare.js";
 import { renderQueue } from "./pages/queue.js";
+import { renderReleases } from "./pages/releases.js";
 import { renderStore } from "./pages/store.js";
 import { renderThread } from "./pages/thread.js";
 import { renderThreads } from "./pages/threads.js";
@@ -39,6 +40,7 @@ async function route() {
     else if (section === "queue") await renderQueue(view, signal);
     else if (section === "threads") await renderThreads(view, params, signal);
     else if (section === "store") await renderStore(view, params, signal);
+    else if (section === "releases") await renderReleases(view, params, signal);
     else clear(view, errorBox(`No page at #/${parts.join("/")}`, "Not found"));
   } catch (err) {
     if (err.name !== "AbortError") clear(view, errorBox(err));
