@@ -28,6 +28,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -349,6 +350,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                    f"else {default_dockyard_requirement()})")
     p.add_argument("--python-image", help="base image (default: python:X.Y-slim, X.Y from "
                    "python_version in langgraph.json, else 3.11)")
+    p.add_argument("--revision", metavar="REV", help="build a revision stored on the server "
+                   "(`dockyard deploy`) instead of a local directory; needs --server")
+    p.add_argument("--server", default=os.environ.get("DOCKYARD_URL"),
+                   help="the server's URL, with --revision (DOCKYARD_URL)")
+    p.add_argument("--api-key", default=os.environ.get("LANGGRAPH_API_KEY"),
+                   help="API key with the developer role, with --revision (LANGGRAPH_API_KEY)")
 
 
 def _progress(what: str, done: int, total: int) -> None:
@@ -361,8 +368,54 @@ def _progress(what: str, done: int, total: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.revision:
+        with tempfile.TemporaryDirectory(prefix="dockyard-revision-") as tmp:
+            root = _fetch_revision(args, Path(tmp))
+            if root is None:
+                return 1
+            out = Path(args.output) if args.output else Path.cwd() / (
+                f"dockyard-build-{args.revision[:12]}")
+            return _build(args, root, out.resolve())
     root = Path(args.path).resolve()
     out = Path(args.output) if args.output else root / ".dockyard" / "build"
+    return _build(args, root, out)
+
+
+def _fetch_revision(args: argparse.Namespace, tmp: Path) -> Path | None:
+    """Download a stored revision's archive and unpack it (with the server's safety checks)."""
+    import httpx
+
+    from dockyard.bundle import unpack
+
+    if not args.server:
+        print("error: --revision needs the server: pass --server URL or set DOCKYARD_URL",
+              file=sys.stderr)
+        return None
+    url = f"{args.server.rstrip('/')}/revisions/{args.revision}/archive"
+    headers = {"X-Api-Key": args.api_key} if args.api_key else {}
+    try:
+        resp = httpx.get(url, headers=headers, timeout=httpx.Timeout(300.0, connect=10.0))
+    except httpx.HTTPError as exc:
+        print(f"error: cannot reach {args.server}: {exc}", file=sys.stderr)
+        return None
+    if resp.status_code != 200:
+        try:
+            detail = resp.json().get("detail")
+        except ValueError:
+            detail = resp.text[:500]
+        print(f"error: HTTP {resp.status_code}: {detail}", file=sys.stderr)
+        return None
+    archive = tmp / "revision.tar.gz"
+    archive.write_bytes(resp.content)
+    root = tmp / "project"
+    root.mkdir()
+    unpacked = unpack(archive, root, max_bytes=1 << 31, max_files=1_000_000)
+    print(f"fetched revision {args.revision} ({len(resp.content) / 1024:.1f} KiB, content "
+          f"{unpacked.content_hash[:12]})", file=sys.stderr)
+    return root
+
+
+def _build(args: argparse.Namespace, root: Path, out: Path) -> int:
     engine = find_engine(args.engine) if args.tag else None
     ctx = write_context(root, out, dockyard_spec=args.dockyard, python_image=args.python_image,
                         progress=_progress)

@@ -274,3 +274,22 @@ def test_revision_requirements(srv: Server, tmp_path: Path) -> None:
         refused = c.post("/deployment/promote", json={"revision_id": bad_id})
         assert refused.status_code == 409 and refused.json()["code"] == "revision_not_ready"
         assert c.get("/deployment").json()["current_revision_id"] == rev
+
+
+def test_build_image_context_of_a_stored_revision(srv: Server, tmp_path: Path) -> None:
+    rev = deploy(srv, write_project(tmp_path / "v1", "v1"))
+    out = tmp_path / "ctx"
+    built = subprocess.run([str(DOCKYARD), "build", "--revision", rev, "--server", srv.url,
+                            "-o", str(out)], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120, check=False)
+    assert built.returncode == 0, built.stderr
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        content_hash = c.get(f"/revisions/{rev}").json()["content_hash"]
+    # the image holds exactly the revision's files: the same content hash
+    assert f"content hash {content_hash[:12]}" in built.stderr, built.stderr
+    assert (out / "Dockerfile").is_file() and (out / "project" / "agent.py").is_file()
+    assert 'VERSION = "v1"' in (out / "project" / "agent.py").read_text()
+    missing = subprocess.run([str(DOCKYARD), "build", "--revision", "nope", "--server", srv.url],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                             check=False)
+    assert missing.returncode == 1 and "HTTP 404" in missing.stderr, missing.stderr

@@ -310,6 +310,7 @@ ISOLATION: dict[tuple[str, str], tuple[str, Any]] = {
     ("POST", "/revisions"): (REFUSED, {}),
     ("GET", "/revisions"): (EMPTY, None),
     ("GET", "/revisions/{revision_id}"): (NOT_FOUND, None),
+    ("GET", "/revisions/{revision_id}/archive"): (NOT_FOUND, None),
     ("PUT", "/revisions/{revision_id}/env"): (NOT_FOUND, {"env": {"X": "stolen"}}),
     ("GET", "/revisions/{revision_id}/env"): (NOT_FOUND, None),
     ("GET", "/deployment"): (EMPTY, None),

@@ -119,6 +119,7 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/revisions"): "deploy",
     ("GET", "/revisions"): "read",
     ("GET", "/revisions/{revision_id}"): "read",
+    ("GET", "/revisions/{revision_id}/archive"): "deploy",  # the code itself
     ("PUT", "/revisions/{revision_id}/env"): "deploy",
     ("GET", "/revisions/{revision_id}/env"): "deploy",
     # -- deployment (serving revisions) --

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from dockyard.api.deps import app_of, authorize
 from dockyard.api.schemas import LimitQuery, OffsetQuery
@@ -90,3 +90,13 @@ async def get_revision(
     revision_id: str, app: Dockyard = Depends(app_of), who: Principal = Depends(authorize),
 ) -> dict[str, Any]:
     return await app.revisions.get(who.tenant, revision_id)
+
+
+@router.get("/{revision_id}/archive")
+async def get_revision_archive(
+    revision_id: str, app: Dockyard = Depends(app_of), who: Principal = Depends(authorize),
+) -> Response:
+    """The revision's code as uploaded (a tar.gz), e.g. for ``dockyard build --revision``."""
+    data = await app.revisions.archive(who.tenant, revision_id)
+    return Response(data, media_type="application/gzip", headers={
+        "Content-Disposition": f'attachment; filename="revision-{revision_id}.tar.gz"'})

@@ -161,3 +161,9 @@ class RevisionService:
 
     async def list(self, tenant: str, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         return [public(r) for r in await self.revisions.list(tenant, limit=limit, offset=offset)]
+
+    async def archive(self, tenant: str, revision_id: str) -> bytes:
+        data = await self.revisions.archive(tenant, revision_id)
+        if data is None:
+            raise NotFound(f"revision {revision_id!r} not found", code="revision_not_found")
+        return data
