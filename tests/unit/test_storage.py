@@ -80,7 +80,7 @@ async def test_postgres_migrations_race_and_schema(new_database: NewDatabase) ->
         await s.open()
     try:
         results = await asyncio.gather(*(s.migrate() for s in storages))
-        assert sorted(results) == [[], [], ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]]
+        assert sorted(results) == [[], [], MIGRATIONS]
         cols = {(r["table_name"], r["column_name"]): r for r in await storages[0].fetchall(
             "SELECT table_name, column_name, data_type, collation_name"
             " FROM information_schema.columns WHERE table_schema = 'public'")}
