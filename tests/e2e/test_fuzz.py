@@ -19,7 +19,13 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.conftest import ONE_NODE_GRAPH
 from tests.e2e.conftest import DOCKYARD, Server, make_server
@@ -27,6 +33,8 @@ from tests.e2e.conftest import DOCKYARD, Server, make_server
 # Operations left out: streams that follow a thread or a run until it ends (an idle thread's
 # stream never does) and the revision upload (a gzip archive, not JSON).
 EXAMPLES = 25
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance, response_headers_conformance]
 SKIPPED = ("/stream", "/revisions", "/ui", "/mcp", "/a2a", "/triggers")
 
 
@@ -62,7 +70,7 @@ def test_api_fuzz(fuzz_server: tuple[Server, str]) -> None:
                   suppress_health_check=list(HealthCheck), phases=[Phase.generate])
         def check(case: Any) -> None:
             case.call_and_validate(base_url=srv.url, headers={"X-Api-Key": key}, timeout=15,
-                                   checks=[not_a_server_error])
+                                   checks=CHECKS)
 
         try:
             check()

@@ -23,7 +23,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from dockyard.api.deps import app_of, authenticate, authorize, tenant_of
 from dockyard.api.permissions import ROUTE_ACTIONS
-from dockyard.api.sse import sse_response
+from dockyard.api.sse import EventStream, sse_response
 from dockyard.errors import DockyardError, InvalidInput
 from dockyard.services.auth import AuthFailure, Forbidden, Principal, command_action, permits, require
 from dockyard.services.core import Dockyard
@@ -83,7 +83,8 @@ async def _audit_command(app: Dockyard, who: Principal, thread_id: str, method: 
         await app.auth.record(who, f"thread.command.{method}", "thread", thread_id)
 
 
-@router.post("/threads/{thread_id}/stream/events", response_model=None)
+@router.post("/threads/{thread_id}/stream/events", response_model=None,
+             response_class=EventStream)
 async def thread_events(
     thread_id: str, request: Request, app: Dockyard = Depends(app_of),
     tenant: str = Depends(tenant_of),
