@@ -15,9 +15,9 @@ as the ``Error`` component and the statuses a route can answer, chosen by what t
   ``HTTPValidationError``);
 - a route with a body: 400 (malformed body) and 413 (``DOCKYARD_MAX_BODY_BYTES``).
 
-A route declares more (or another body) with FastAPI's ``responses=``; a status declared there
-without content gets the ``Error`` body. The schemathesis fuzz test checks the answers against
-this document (tests/e2e/test_fuzz.py).
+A route declares more (or another body) with FastAPI's ``responses=``; one of the statuses above
+declared there without content gets the ``Error`` body. The schemathesis fuzz test checks the
+answers against this document (tests/e2e/test_fuzz.py).
 """
 
 from __future__ import annotations
@@ -122,8 +122,10 @@ def with_errors(spec: dict[str, Any], classes: dict[tuple[str, str], str]) -> di
             for status in sorted(set(wanted) | {s for s in responses if s[0] in "45"}):
                 answer = responses.setdefault(status, {})
                 content = answer.get("content", {}).get("application/json", {})
-                # FastAPI's 422 (HTTPValidationError) is not what the handler answers.
-                if not content or "HTTPValidationError" in str(content.get("schema")):
+                # FastAPI's 422 (HTTPValidationError) is not what the handler answers; another
+                # status (405 of /mcp) declared without content has none.
+                if status in DESCRIPTIONS and (
+                        not content or "HTTPValidationError" in str(content.get("schema"))):
                     answer["content"] = {"application/json": {"schema": {"$ref": ERROR_REF}}}
                 if answer.get("description") in (None, "", "Validation Error"):
                     answer["description"] = DESCRIPTIONS.get(status, "Error")

@@ -150,7 +150,9 @@ async def delete_run(
     return Response(status_code=204)
 
 
-@router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=202)
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=202,
+             response_class=Response,
+             responses={200: {"description": "Cancelled and stopped (wait=true)"}})
 async def cancel_run(
     thread_id: str, run_id: str, wait: bool = False, action: str = "interrupt",
     app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of), who: Principal = Depends(authorize),

@@ -124,7 +124,8 @@ async def get_thread(
     return await app.threads.get(tenant, thread_id)
 
 
-@router.patch("/{thread_id}", response_model=None)
+@router.patch("/{thread_id}", response_model=None,
+              responses={204: {"description": "Patched (Prefer: return=minimal)"}})
 async def patch_thread(
     thread_id: str, body: ThreadPatch, prefer: str | None = Header(None),
     app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
