@@ -50,7 +50,8 @@ def _validate(message: Any) -> jsonrpc.RpcRequest:
 
 
 # ---- MCP ---------------------------------------------------------------------------------
-@mcp_router.post("/mcp")
+@mcp_router.post("/mcp", responses={
+    202: {"description": "A notification or a client's response: accepted, no body"}})
 async def mcp_post(
     request: Request, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of)
 ) -> Response:
@@ -81,14 +82,16 @@ async def mcp_post(
     return _json(jsonrpc.result(req.id, result))
 
 
-@mcp_router.get("/mcp")
+@mcp_router.get("/mcp", status_code=405, response_class=Response,
+                response_description="No server stream: the server never sends on its own")
 async def mcp_get() -> Response:
     # Stateless: the server never sends requests or notifications of its own, so there is no
     # stream to open (the transport's answer for that is 405).
     return Response(status_code=405, headers={"Allow": "POST"})
 
 
-@mcp_router.delete("/mcp")
+@mcp_router.delete("/mcp", status_code=405, response_class=Response,
+                   response_description="No sessions to terminate")
 async def mcp_delete() -> Response:
     return Response(status_code=405, headers={"Allow": "POST"})  # no sessions to terminate
 

@@ -19,6 +19,7 @@ from dockyard.api import (
     assistants,
     crons,
     deployments,
+    openapi,
     ops,
     protocol,
     revisions,
@@ -138,6 +139,7 @@ def create_app(
         dependencies=[Depends(authorize)],
     )
     app.state.dockyard = dockyard
+    openapi.install(app)  # the Error body and the error statuses of every route (api/openapi.py)
 
     @app.exception_handler(DockyardError)
     async def dockyard_error(request: Request, exc: DockyardError) -> JSONResponse:

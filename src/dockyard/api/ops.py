@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from dockyard.api.deps import app_of
@@ -48,7 +48,7 @@ async def ok(check_db: bool = False, app: Dockyard = Depends(app_of)) -> JSONRes
     return JSONResponse(body, status_code=status)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(app: Dockyard = Depends(app_of)) -> Response:
     """Prometheus text format: queue depth, run latency/duration, active runs, leases, retries."""
     return Response(await app.metrics_text(), media_type=CONTENT_TYPE_LATEST)

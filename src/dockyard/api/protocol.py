@@ -23,7 +23,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from dockyard.api.deps import app_of, authenticate, authorize, tenant_of
 from dockyard.api.permissions import ROUTE_ACTIONS
-from dockyard.api.sse import sse_response
+from dockyard.api.sse import EventStream, sse_response
 from dockyard.errors import DockyardError, InvalidInput
 from dockyard.services.auth import AuthFailure, Forbidden, Principal, command_action, permits, require
 from dockyard.services.core import Dockyard
@@ -47,8 +47,9 @@ async def _body(request: Request) -> Any:
 
 def _not_a_command(cmd: Any) -> dict[str, Any] | None:
     """The error envelope for something that is not a command envelope, else None."""
+    # bool is an int in Python, not in JSON: ``"id": false`` is no id (found by the fuzzer).
     if isinstance(cmd, dict) and isinstance(cmd.get("id"), int) \
-            and isinstance(cmd.get("method"), str):
+            and not isinstance(cmd.get("id"), bool) and isinstance(cmd.get("method"), str):
         return None
     return error(cmd.get("id") if isinstance(cmd, dict) else None, "invalid_argument",
                  "a command is an object with an integer id and a string method")
@@ -63,7 +64,23 @@ def _since(body: dict[str, Any]) -> int | None:
     return since
 
 
-@router.post("/threads/{thread_id}/commands", response_model=None)
+_COMMAND = {"type": "object", "required": ["id", "method"], "properties": {
+    "id": {"type": "integer"}, "method": {"type": "string"},
+    # An object; anything else is answered in the envelope (invalid_argument), with 200.
+    "params": {}}}
+_ENVELOPE = {"type": "object", "required": ["type", "id"], "properties": {
+    "type": {"enum": ["success", "error"]}, "id": {},
+    "result": {"type": "object"}, "error": {"type": "string"}, "message": {"type": "string"},
+    "meta": {"type": "object"}}}
+
+
+@router.post("/threads/{thread_id}/commands", response_model=None, responses={
+    200: {"description": "The command's answer (success or error envelope)",
+          "content": {"application/json": {"schema": _ENVELOPE}}},
+    400: {"description": "Not a command envelope: an error envelope",
+          "content": {"application/json": {"schema": _ENVELOPE}}}},
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": _COMMAND}}}})
 async def thread_command(
     thread_id: str, request: Request, app: Dockyard = Depends(app_of),
     tenant: str = Depends(tenant_of), who: Principal = Depends(authorize),
@@ -83,7 +100,8 @@ async def _audit_command(app: Dockyard, who: Principal, thread_id: str, method: 
         await app.auth.record(who, f"thread.command.{method}", "thread", thread_id)
 
 
-@router.post("/threads/{thread_id}/stream/events", response_model=None)
+@router.post("/threads/{thread_id}/stream/events", response_model=None,
+             response_class=EventStream)
 async def thread_events(
     thread_id: str, request: Request, app: Dockyard = Depends(app_of),
     tenant: str = Depends(tenant_of),

@@ -36,7 +36,13 @@ def _meta(request: Request, name: str) -> str | None:
     return unquote(raw) if raw else None
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses={
+    200: {"description": "The existing revision of identical content",
+          "content": {"application/json": {"schema": {"type": "object"}}}},
+    413: {"description": "Archive over DOCKYARD_MAX_REVISION_BYTES"},
+    422: {"description": "Refused archive, or code that does not load"}},
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/gzip": {"schema": {"type": "string", "format": "binary"}}}}})
 async def create_revision(
     request: Request, app: Dockyard = Depends(app_of), who: Principal = Depends(authorize),
 ) -> JSONResponse:

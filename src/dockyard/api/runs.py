@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from dockyard.api.deps import app_of, authorize, tenant_of
 from dockyard.api.schemas import RunCancelMany, RunCreate
-from dockyard.api.sse import sse_response
+from dockyard.api.sse import EventStream, sse_response
 from dockyard.errors import InvalidInput
 from dockyard.serde import json_dumps
 from dockyard.services.auth import Principal, require, run_action
@@ -101,7 +101,7 @@ async def create_run(
     return _JSON(run, headers=_locations(run, "join"))
 
 
-@router.post("/threads/{thread_id}/runs/stream")
+@router.post("/threads/{thread_id}/runs/stream", response_class=EventStream)
 async def stream_run(
     thread_id: str, body: RunCreate, app: Dockyard = Depends(app_of),
     tenant: str = Depends(tenant_of), who: Principal = Depends(authorize),
@@ -150,7 +150,9 @@ async def delete_run(
     return Response(status_code=204)
 
 
-@router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=202)
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=202,
+             response_class=Response,
+             responses={200: {"description": "Cancelled and stopped (wait=true)"}})
 async def cancel_run(
     thread_id: str, run_id: str, wait: bool = False, action: str = "interrupt",
     app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of), who: Principal = Depends(authorize),
@@ -169,7 +171,7 @@ async def join_run(
     return _JSON(await app.runs.result(tenant, run))
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}/stream")
+@router.get("/threads/{thread_id}/runs/{run_id}/stream", response_class=EventStream)
 async def join_stream(
     thread_id: str, run_id: str, request: Request,
     cancel_on_disconnect: bool = False, stream_mode: list[str] | None = Query(None),
@@ -195,7 +197,7 @@ async def create_stateless_run(
     return _JSON(run, headers=_locations(run, "join"))
 
 
-@router.post("/runs/stream")
+@router.post("/runs/stream", response_class=EventStream)
 async def stream_stateless_run(
     body: RunCreate, app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
     who: Principal = Depends(authorize),

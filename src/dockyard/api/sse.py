@@ -10,6 +10,14 @@ from starlette.responses import StreamingResponse
 
 from dockyard.streams.base import Event
 
+
+class EventStream(StreamingResponse):
+    """What a streaming route answers: ``response_class=EventStream`` declares
+    ``text/event-stream`` in the OpenAPI document (the route returns ``sse_response``)."""
+
+    media_type = "text/event-stream"
+
+
 _DISCONNECT_TASKS: set[asyncio.Future[None]] = set()
 
 

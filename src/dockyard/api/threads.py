@@ -21,7 +21,7 @@ from dockyard.api.schemas import (
     _state_fields,
     reject_unsupported,
 )
-from dockyard.api.sse import sse_response
+from dockyard.api.sse import EventStream, sse_response
 from dockyard.errors import InvalidInput
 from dockyard.services.auth import Principal
 from dockyard.services.core import Dockyard
@@ -124,7 +124,8 @@ async def get_thread(
     return await app.threads.get(tenant, thread_id)
 
 
-@router.patch("/{thread_id}", response_model=None)
+@router.patch("/{thread_id}", response_model=None,
+              responses={204: {"description": "Patched (Prefer: return=minimal)"}})
 async def patch_thread(
     thread_id: str, body: ThreadPatch, prefer: str | None = Header(None),
     app: Dockyard = Depends(app_of), tenant: str = Depends(tenant_of),
@@ -183,7 +184,7 @@ async def update_state(
     return result
 
 
-@router.get("/{thread_id}/stream")
+@router.get("/{thread_id}/stream", response_class=EventStream)
 async def join_thread_stream(
     thread_id: str, stream_mode: list[str] | None = Query(None),
     last_event_id: str | None = Header(None, alias="Last-Event-ID"),

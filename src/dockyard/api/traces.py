@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from dockyard.api.deps import app_of, tenant_of
 from dockyard.serde import json_dumps
@@ -19,10 +19,9 @@ from dockyard.services.traces import MAX_SPANS_PAGE
 router = APIRouter(tags=["traces"])
 
 
-class _JSON(Response):
-    """orjson straight to bytes: a 2,000-span page skips FastAPI's per-field encoder."""
-
-    media_type = "application/json"
+class _JSON(JSONResponse):
+    """orjson straight to bytes: a 2,000-span page skips FastAPI's per-field encoder.
+    (A JSONResponse, so the OpenAPI document declares JSON, not a string.)"""
 
     def render(self, content: Any) -> bytes:
         return json_dumps(content)

@@ -35,7 +35,14 @@ async def list_deliveries(
                                         offset=offset)
 
 
-@triggers_router.post("/triggers/{name}")
+@triggers_router.post("/triggers/{name}", status_code=202, responses={
+    200: {"description": "A redelivered event (the first run), a challenge or a ping",
+          "content": {"application/json": {"schema": {"type": "object"}}}},
+    400: {"description": "A body that cannot be decoded"},
+    401: {"description": "The signature does not check out"},
+    404: {"description": "No trigger of that name is configured"},
+    409: {"description": "An event of this idempotency key is still being processed"},
+    413: {"description": "Request body over DOCKYARD_MAX_BODY_BYTES"}})
 async def trigger(
     name: str, request: Request, app: Dockyard = Depends(app_of),
     tenant: str = Depends(tenant_of),
