@@ -99,15 +99,25 @@ class SqliteStorage(Storage):
         the start, so the file stays bounded.
         """
         side = sqlite3.connect(self.path, check_same_thread=False)
+        running: asyncio.Future[Any] | None = None
         try:
             while True:
                 await asyncio.sleep(interval)
+                running = asyncio.ensure_future(
+                    asyncio.to_thread(side.execute, "PRAGMA wal_checkpoint(PASSIVE)"))
                 try:
-                    await asyncio.to_thread(side.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                    # Shielded: a cancel (close) must not leave the thread using `side`.
+                    await asyncio.shield(running)
                 except sqlite3.Error as exc:
                     log.warning("wal_checkpoint_failed error=%s", exc)
         finally:
-            side.close()
+            # Closing a connection while another thread executes on it crashes the process
+            # (a segfault, not an exception): wait for an in-flight checkpoint first.
+            if running is not None and not running.done():
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait([running])
+            if running is None or running.done():
+                side.close()  # else (cancelled twice) leak it rather than crash
 
     @property
     def conn(self) -> sqlite3.Connection:
