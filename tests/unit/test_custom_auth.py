@@ -4,6 +4,7 @@ the filter operators on both databases."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,3 +143,19 @@ async def test_filter_operators_in_sql(db: Storage) -> None:
     assert await found({"team": {"$contains": "b"}, "owner": "b"}) == {"y"}
     for name in ("x", "y", "z"):  # the Python check agrees with the SQL
         assert matches(rows[name], {"team": {"$contains": "a"}}) == (name == "x")
+
+
+def test_thread_socket_runs_the_handlers(client: TestClient) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    c = client
+    tid = c.post("/threads", json={}, headers=_h("alice")).json()["thread_id"]
+    path = f"/threads/{tid}/stream/events"
+    # bob does not own alice's thread: as its HTTP stream, the socket answers not found
+    with c.websocket_connect(path, headers=_h("bob")) as ws, \
+            pytest.raises(WebSocketDisconnect) as err:
+        ws.receive_text()
+    assert err.value.code == 4404
+    with c.websocket_connect(path, headers=_h("alice")) as ws:
+        ws.send_text(json.dumps({"id": 1, "method": "state.get", "params": {}}))
+        assert json.loads(ws.receive_text())["type"] == "success"

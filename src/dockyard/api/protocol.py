@@ -24,9 +24,10 @@ from fastapi.responses import Response, StreamingResponse
 from dockyard.api.deps import app_of, authenticate, authorize, tenant_of
 from dockyard.api.permissions import ROUTE_ACTIONS
 from dockyard.api.sse import EventStream, sse_response
-from dockyard.errors import DockyardError, InvalidInput
+from dockyard.errors import DockyardError, InvalidInput, NotFound
 from dockyard.services.auth import AuthFailure, Forbidden, Principal, command_action, permits, require
 from dockyard.services.core import Dockyard
+from dockyard.services.custom_auth import HandlerRefused
 from dockyard.services.ids import new_id
 from dockyard.services.protocol import EventFilter, ProtocolError, error, success
 
@@ -121,12 +122,15 @@ async def thread_socket(websocket: WebSocket, thread_id: str) -> None:
     try:  # on the handshake; accepted first, so that the close code reaches the client
         who = await authenticate(
             websocket, ROUTE_ACTIONS[("WEBSOCKET", "/threads/{thread_id}/stream/events")])
-    except (AuthFailure, Forbidden) as exc:
+        # Custom auth (auth.path): the handlers of reading the thread, as its HTTP stream's.
+        await _custom_handler(app, websocket, who, "read")
+    except (AuthFailure, Forbidden, HandlerRefused, NotFound) as exc:
         await websocket.accept()
         await websocket.close(code=4000 + exc.status, reason=exc.message[:120])
         return
     tenant = who.tenant
     await websocket.accept()
+    run_checked = False  # the create_run handler, run once before the first command
     subscriptions: dict[str, asyncio.Task[None]] = {}
     send_lock = asyncio.Lock()
 
@@ -185,6 +189,13 @@ async def thread_socket(websocket: WebSocket, thread_id: str) -> None:
                 await send(orjson.dumps(error(cmd["id"], "forbidden",
                                               f"role '{who.role}' may not call {method}")))
             else:
+                if not run_checked:  # as POST /threads/{id}/commands: threads.create_run
+                    try:
+                        await _custom_handler(app, websocket, who, "create_run")
+                    except (HandlerRefused, NotFound) as exc:
+                        await send(orjson.dumps(error(cmd["id"], "forbidden", exc.message)))
+                        continue
+                    run_checked = True
                 await send(orjson.dumps(await app.protocol.command(tenant, thread_id, cmd)))
                 await _audit_command(app, who, thread_id, method)
     except WebSocketDisconnect:
@@ -193,3 +204,15 @@ async def thread_socket(websocket: WebSocket, thread_id: str) -> None:
         for task in subscriptions.values():
             task.cancel()
         await asyncio.gather(*subscriptions.values(), return_exceptions=True)
+
+
+async def _custom_handler(app: Dockyard, websocket: WebSocket, who: Principal,
+                          action: str) -> None:
+    """Run custom auth's ``threads.<action>`` handler for the socket's thread (a no-op
+    without custom auth, or for API-key/JWT callers, as on HTTP routes)."""
+    custom = app.custom_auth
+    if who.user is None or custom is None or not custom.has_handlers:
+        return
+    from dockyard.api.custom_auth import run_handler
+
+    await run_handler(app, custom, websocket, who, ("threads", action))
