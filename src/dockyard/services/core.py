@@ -384,6 +384,7 @@ class Dockyard:
             "host": {"kind": "dockyard", "project_id": None, "revision_id": None},
             "graphs": self.registry.graph_ids,
             "database": self.storage.dialect,
+            "auth": self.settings.auth,  # the debugger says why its audit page is empty
         }
 
 

@@ -5,6 +5,7 @@ import { renderAgents } from "./pages/agents.js";
 import { renderCompare } from "./pages/compare.js";
 import { renderQueue } from "./pages/queue.js";
 import { renderReleases } from "./pages/releases.js";
+import { renderAudit } from "./pages/audit.js";
 import { renderStore } from "./pages/store.js";
 import { renderThread } from "./pages/thread.js";
 import { renderThreads } from "./pages/threads.js";
@@ -41,6 +42,7 @@ async function route() {
     else if (section === "threads") await renderThreads(view, params, signal);
     else if (section === "store") await renderStore(view, params, signal);
     else if (section === "releases") await renderReleases(view, params, signal);
+    else if (section === "audit") await renderAudit(view, params, signal);
     else clear(view, errorBox(`No page at #/${parts.join("/")}`, "Not found"));
   } catch (err) {
     if (err.name !== "AbortError") clear(view, errorBox(err));
