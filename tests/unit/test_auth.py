@@ -442,3 +442,23 @@ def test_websocket_authenticates_on_handshake(env: Env) -> None:
                                  "params": {"assistant_id": "g", "input": {}}}))
         answer = json.loads(ws.receive_text())
         assert answer["type"] == "error" and answer["error"] == "forbidden", answer
+
+
+async def test_revocation_reaches_other_processes_within_a_second(db: Any) -> None:
+    """Two KeyServices on one database stand for two processes: both cache a verified key; a
+    revocation through one stops the key on the other at its next revocation check."""
+    from dockyard.services.auth import AuthFailure
+
+    a, b = KeyService(db, mode="keys"), KeyService(db, mode="keys")
+    b.REVOCATION_CHECK_SECONDS = 0.0  # check on every request (the default is once a second)
+    made = await a.create_key("default", "viewer")
+    assert (await a.authenticate(made["key"])).role == "viewer"
+    assert (await b.authenticate(made["key"])).role == "viewer"  # cached on b now
+    other = await a.create_key("default", "viewer")
+    await b.authenticate(other["key"])
+    await a.revoke_key(made["key_id"])
+    with pytest.raises(AuthFailure, match="revoked"):
+        await a.authenticate(made["key"])
+    with pytest.raises(AuthFailure, match="revoked"):
+        await b.authenticate(made["key"])
+    assert (await b.authenticate(other["key"])).role == "viewer"  # the others still work

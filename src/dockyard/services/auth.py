@@ -176,6 +176,9 @@ class KeyService:
     """Tenants and API keys; authentication with a short in-process cache."""
 
     CACHE_SECONDS = 30.0
+    # How often a process looks for revocations made elsewhere (another replica, the CLI):
+    # one small query at most this often, so a revoked key stops working everywhere within it.
+    REVOCATION_CHECK_SECONDS = 1.0
     FAILURE_AUDIT_SECONDS = 10.0  # at most one audit row per (reason, prefix) per window
 
     def __init__(self, db: Storage, *, mode: str = "none",
@@ -192,6 +195,8 @@ class KeyService:
         self.on_tenant = on_tenant
         # hash -> (principal, expires_at (epoch s or None), cached until (monotonic))
         self._cache: dict[str, tuple[Principal, float | None, float]] = {}
+        self._revocations_checked = 0.0
+        self._last_revocation: str | None = None
         self._seen_tenants: set[str] = set()
         self._failures: dict[tuple[str, str], tuple[float, int]] = {}
 
@@ -246,6 +251,12 @@ class KeyService:
             raise AuthFailure("malformed", "Malformed API key (expected dk_<prefix>_<secret>)")
         digest = hash_key(key)
         now = time.monotonic()
+        if self._cache and now - self._revocations_checked >= self.REVOCATION_CHECK_SECONDS:
+            self._revocations_checked = now
+            latest = await self.keys.latest_revocation()
+            if latest != self._last_revocation:
+                self._last_revocation = latest
+                self._cache.clear()  # a key was revoked somewhere: verify every key again
         hit = self._cache.get(digest)
         if hit is not None and hit[2] > now and (hit[1] is None or hit[1] > time.time()):
             return hit[0]
@@ -385,7 +396,7 @@ class KeyService:
         if row is None:
             raise NotFound(f"API key {key_id!r} not found", code="key_not_found")
         await self.keys.revoke(key_id, tenant)
-        # This process forgets it at once; others within CACHE_SECONDS.
+        # This process forgets it at once; others at their next revocation check (≤ 1 s).
         for digest, (principal, _, _) in list(self._cache.items()):
             if principal.key_id == key_id:
                 del self._cache[digest]

@@ -70,6 +70,11 @@ class ApiKeys:
             params.append(tenant)
         return await self.db.execute(sql, params)
 
+    async def latest_revocation(self) -> str | None:
+        """When a key was last revoked (any tenant): the caches' invalidation signal."""
+        row = await self.db.fetchone("SELECT MAX(revoked_at) AS at FROM api_keys")
+        return None if row is None else row["at"]
+
     async def touch(self, key_id: str, at: str) -> None:
         await self.db.execute("UPDATE api_keys SET last_used_at = ? WHERE key_id = ?", (at, key_id))
 
