@@ -141,3 +141,30 @@ def test_span_statements_are_batched(n: int) -> None:
     rows = [tuple(range(len(SPAN_COLS)))] * n
     stmts = span_statements(rows)
     assert len(stmts) == 3 and sum(len(p) for _, p in stmts) == n * len(SPAN_COLS)
+
+
+async def test_deleting_a_run_or_its_thread_deletes_its_trace(db: Storage) -> None:
+    from dockyard.storage.queue import RunQueue
+    from dockyard.storage.resources import Threads
+
+    traces, queue, threads = Traces(db), RunQueue(db), Threads(db)
+    rec, _ = await _record(_flaky_graph(), {"steps": []})
+    for run_id, thread_id in (("r1", "th1"), ("r2", "th2"), ("r3", "th2")):
+        await threads.insert("t1", thread_id, {}, if_exists="do_nothing")
+        await queue.insert("t1", {"run_id": run_id, "thread_id": thread_id, "assistant_id": "a",
+                                  "assistant_version": 1, "graph_id": "g", "metadata": {},
+                                  "kwargs": {}, "multitask_strategy": "enqueue"})
+        run = {"run_id": run_id, "tenant_id": "t1", "thread_id": thread_id, "attempts": 1}
+        recorder = TraceRecorder(run)
+        recorder.spans = rec.spans
+        recorder._dirty = {s.seq: s for s in rec.spans}
+        await traces.write([*span_statements(recorder.take()), header_statement(
+            run, base_checkpoint_id=None, span_count=4, dropped=0, totals=rec.totals())])
+    assert await queue.delete("t1", "r1") == 1
+    assert await traces.header("t1", "r1") is None
+    assert await traces.spans("t1", "r1", limit=10, offset=0) == []
+    assert await traces.header("t1", "r2") is not None
+    await threads.delete("t1", "th2")
+    for run_id in ("r2", "r3"):
+        assert await traces.header("t1", run_id) is None
+        assert await traces.spans("t1", run_id, limit=10, offset=0) == []

@@ -244,9 +244,14 @@ class RunQueue:
         )
 
     async def delete(self, tenant: str, run_id: str) -> int:
-        return await self.db.execute(
-            "DELETE FROM runs WHERE tenant_id = ? AND run_id = ?", (tenant, run_id)
-        )
+        """Delete a run and its trace (a deleted or rolled-back run leaves nothing behind)."""
+        async with self.db.transaction() as tx:
+            await self.db._execute(tx, "DELETE FROM run_spans WHERE tenant_id = ? AND run_id = ?",
+                                   (tenant, run_id))
+            await self.db._execute(tx, "DELETE FROM run_traces WHERE tenant_id = ? AND run_id = ?",
+                                   (tenant, run_id))
+            return await self.db._execute(
+                tx, "DELETE FROM runs WHERE tenant_id = ? AND run_id = ?", (tenant, run_id))
 
     async def requeue_orphans(self, *, all_running: bool) -> list[str]:
         """Return runs whose worker is gone to the queue (embedded start-up: all running ones)."""

@@ -232,6 +232,13 @@ class Threads:
 
     async def delete(self, tenant: str, thread_id: str) -> int:
         async with self.db.transaction() as tx:
+            # The runs' traces go with them (run_traces_thread finds them).
+            await self.db._execute(
+                tx, "DELETE FROM run_spans WHERE run_id IN (SELECT run_id FROM run_traces"
+                " WHERE tenant_id = ? AND thread_id = ?)", (tenant, thread_id))
+            await self.db._execute(
+                tx, "DELETE FROM run_traces WHERE tenant_id = ? AND thread_id = ?",
+                (tenant, thread_id))
             await self.db._execute(
                 tx, "DELETE FROM runs WHERE tenant_id = ? AND thread_id = ?", (tenant, thread_id)
             )

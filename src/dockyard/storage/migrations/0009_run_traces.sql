@@ -19,6 +19,8 @@ CREATE TABLE IF NOT EXISTS run_traces (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS run_traces_tenant_created ON run_traces (tenant_id, created_at);
+-- Deleting a thread deletes its runs' traces (storage/resources.py: Threads.delete).
+CREATE INDEX IF NOT EXISTS run_traces_thread ON run_traces (tenant_id, thread_id);
 
 -- `metadata`: the small fields every listing returns (step, triggers, next nodes, retry, error
 -- type and message, model, token usage, output hash); `detail`: the bulky ones, read one span at
