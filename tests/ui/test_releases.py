@@ -104,7 +104,28 @@ def test_release_console_promote_canary_refusal_rollback(
     log = page.locator(f'tr[data-log="{failed["revision_id"]}"] pre')
     log.wait_for()
     assert "nope_module_for_ui" in log.inner_text()
+    # a ready revision's build log says what verification did
+    _row(page, v1).locator('[data-action="build-log"]').click()
+    ready_log = page.locator(f'tr[data-log="{v1}"] pre')
+    ready_log.wait_for()
+    assert "verified in" in ready_log.inner_text() and "graphs agent" in ready_log.inner_text()
     shot(page, "releases-revisions")
+
+    # v1's environment: a secret set through the dialog comes back as a name only
+    _row(page, v1).locator('[data-action="env"]').click()
+    env = _confirm(page, "env")
+    env.locator('input[name="env_name"]').fill("GREETING")
+    env.locator('input[name="env_value"]').fill("s3cret-value")
+    shot_dialog(page, "releases-env-dialog")
+    env.locator('[data-action="confirm"]').click()
+    page.locator('dialog[data-dialog="env"]').wait_for(state="detached")
+    names = httpx.get(f"{srv.url}/revisions/{v1}/env").json()
+    assert [n["name"] for n in names] == ["GREETING"] and "s3cret" not in str(names)
+    _row(page, v1).locator('[data-action="env"]').click()
+    env = _confirm(page, "env")
+    env.locator('[data-unset="GREETING"]').wait_for()
+    assert "s3cret-value" not in env.inner_text()
+    env.locator('[data-action="cancel"]').click()
 
     # Promote v1 to all traffic, after a confirmation.
     _row(page, v1).locator('[data-action="promote"]').click()
@@ -132,12 +153,13 @@ def test_release_console_promote_canary_refusal_rollback(
     assert dep["auto_rollback"]["max_error_rate"] == 0.5 and dep["auto_rollback"]["min_runs"] == 3
 
     # A run on the current revision, so the figures have something to show.
+    # (The graph echoes GREETING: the variable set in the dialog reached v1's worker process.)
     with httpx.Client(base_url=srv.url, timeout=60) as http:
         thread = next(t for t in (http.post("/threads", json={}).json() for _ in range(50))
                       if not in_canary(t["thread_id"], 25))
         r = http.post(f"/threads/{thread['thread_id']}/runs/wait",
                       json={"assistant_id": "agent", "input": {}})
-        assert r.status_code == 200 and r.json()["trail"] == ["first:v1:-"], r.text
+        assert r.status_code == 200 and r.json()["trail"] == ["first:v1:s3cret-value"], r.text
     page.click('[data-action="refresh"]')
     page.locator('[data-table="figures"] tr[data-role="current"] td:nth-child(3)',
                  has_text="1").wait_for()

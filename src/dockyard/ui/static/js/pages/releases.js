@@ -1,7 +1,8 @@
 // Releases: the release console of `dockyard deploy` — the traffic split (GET /deployment),
 // per-revision figures over a window (GET /deployment/stats), the revisions with their build
-// logs (GET /revisions), the history of changes, and promote / canary / rollback with a
-// confirmation (POST /deployment/promote, POST /deployment/rollback). Public API only.
+// logs (GET /revisions), the history of changes, promote / canary / rollback with a
+// confirmation (POST /deployment/promote, POST /deployment/rollback) and a revision's
+// environment variables (PUT /revisions/{id}/env; names only come back). Public API only.
 import {
   api, card, clear, empty, fmtTime, h, loading, pageHeader, shortId,
 } from "../core.js";
@@ -68,6 +69,11 @@ async function load(ctx, quiet = false) {
   else renderFigures(ctx, stats.value);
   if (revisions.status === "rejected") clear(ctx.ui.revisions, apiErrorBox(revisions.reason, "Cannot list revisions"));
   else renderRevisions(ctx);
+}
+
+/** A call that failed outside a dialog: its error, in the page's flash area. */
+function changedError(ctx, err) {
+  clear(ctx.ui.flash, apiErrorBox(err, "The server refused this"));
 }
 
 /** After a change: say what happened, then show the new state. */
@@ -225,11 +231,19 @@ function renderRevisions(ctx) {
         actions.append(canary);
       }
     }
-    const logRow = failed ? h("tr", { class: "row-log", "data-log": r.revision_id, hidden: !ctx.openLogs.has(r.revision_id) },
+    if (!failed) {
+      const env = h("button", { class: "btn btn-small", type: "button", "data-action": "env" }, "Env…");
+      env.addEventListener("click", () => envDialog(ctx, r));
+      actions.append(env);
+    }
+    const logText = [failed ? r.error || "no error recorded" : null, r.build_log].filter(Boolean).join("\n\n");
+    const logRow = h("tr", { class: "row-log", "data-log": r.revision_id, hidden: !ctx.openLogs.has(r.revision_id) },
       h("td", { colspan: 7 }, h("div", { class: "build-log" },
-        h("div", { class: "build-log-head" }, "Build log — verification failed; this revision never serves"),
-        h("pre", {}, r.error || "no error recorded")))) : null;
-    if (failed) {
+        h("div", { class: failed ? "build-log-head" : "build-log-head build-log-ok" }, failed
+          ? "Build log — verification failed; this revision never serves"
+          : "Build log — unpacked, environment built, graphs imported"),
+        h("pre", {}, logText || "no build log recorded"))));
+    {
       const toggle = h("button", { class: "btn btn-small", type: "button", "data-action": "build-log",
         "aria-expanded": String(ctx.openLogs.has(r.revision_id)) }, "Build log");
       toggle.addEventListener("click", () => {
@@ -256,7 +270,7 @@ function renderRevisions(ctx) {
     h("td", { class: "right num" }, fmtBytes(r.size_bytes)),
     h("td", { class: "nowrap" }, fmtTime(r.created_at)),
     h("td", { class: "right" }, actions)));
-    if (logRow) rows.push(logRow);
+    rows.push(logRow);
   }
   clear(ctx.ui.revisions, h("table", { class: "table", "data-table": "revisions" },
     h("thead", {}, h("tr", {}, h("th", {}, "Revision"), h("th", {}, "Status"), h("th", {}, "Change"), h("th", {}, "Graphs"),
@@ -265,6 +279,42 @@ function renderRevisions(ctx) {
   revisions.length === REVISIONS
     ? h("div", { class: "muted small figures-foot" }, `The newest ${REVISIONS} revisions; GET /revisions?offset=${REVISIONS} lists older ones.`)
     : null);
+}
+
+async function envDialog(ctx, rev) {
+  let names;
+  try {
+    names = await api("GET", `/revisions/${rev.revision_id}/env`);
+  } catch (err) {
+    changedError(ctx, err);
+    return;
+  }
+  const removes = names.map((n) => {
+    const box = h("input", { type: "checkbox", "data-unset": n.name });
+    return { name: n.name, box, el: h("label", { class: "env-row" }, box, h("code", {}, n.name), h("span", { class: "muted small" }, ` set ${fmtTime(n.updated_at)} — tick to remove`)) };
+  });
+  const name = h("input", { type: "text", name: "env_name", "data-field": "env_name", placeholder: "NAME", autocomplete: "off" });
+  const value = h("input", { type: "password", name: "env_value", "data-field": "env_value", placeholder: "value (never shown again)", autocomplete: "off" });
+  confirmAction({
+    name: "env", signal: ctx.signal,
+    title: `Environment of ${shortId(rev.revision_id)}`,
+    intro: ["Variables and secrets given only to this revision's worker processes, which restart with them. ",
+      "Values are never shown again, nor logged."],
+    fields: [
+      removes.length ? h("div", { class: "env-list" }, removes.map((r) => r.el)) : h("div", { class: "muted small" }, "No variable set yet."),
+      h("div", { class: "env-new" }, h("label", { class: "field" }, h("span", { class: "field-label" }, "Name"), name),
+        h("label", { class: "field" }, h("span", { class: "field-label" }, "Value"), value)),
+    ],
+    confirmLabel: "Save",
+    run: async () => {
+      const env = {};
+      for (const r of removes) if (r.box.checked) env[r.name] = null;
+      if (name.value.trim()) env[name.value.trim()] = value.value;
+      if (!Object.keys(env).length) throw new Error("Add a variable or tick one to remove");
+      const out = await api("PUT", `/revisions/${rev.revision_id}/env`, { env });
+      await changed(ctx, `Saved ${out.set.join(", ")} on ${shortId(rev.revision_id)}; its workers restart with them.`);
+    },
+  });
 }
 
 function promoteDialog(ctx, rev) {
