@@ -54,7 +54,7 @@ class RunService:
         deps: ExecutionDeps,
         assistants: AssistantService,
         threads: ThreadService,
-        notify: Callable[[], None],
+        notify: Callable[..., None],
         *,
         webhook_policy: UrlPolicy,
         max_queue_depth: int = 0,
@@ -88,7 +88,7 @@ class RunService:
                                       run_id=run_id)
         async with self.deps.storage.transaction() as tx:
             run = await self.write(tx, tenant, prepared)
-        self.notify()
+        self.notify("base" if run.get("revision_id") is None else "")
         # Joiners of the thread's stream learn of the run off the request path (a Redis
         # round trip); the run does not wait for it.
         task = asyncio.ensure_future(self.announce(run))
