@@ -491,7 +491,7 @@ async def test_notify_wakes_listeners_across_processes_and_survives_a_lost_conne
     await worker.open()
     woken = asyncio.Event()
     try:
-        await worker.listen_runs(woken.set)
+        await worker.listen_runs(lambda _kind: woken.set())
         await api.notify_runs()
         await asyncio.wait_for(woken.wait(), 5)
         # The listener's connection dies (server restart, network): it reconnects and looks

@@ -72,8 +72,8 @@ async def _result(
 ) -> Any:
     """The run's result; with ``on_disconnect=cancel`` a client that hangs up cancels the run."""
     if not cancel:
-        return await app.runs.result(tenant, run)
-    waiter = asyncio.ensure_future(app.runs.result(tenant, run))
+        return await app.runs.result(tenant, run, created=True)
+    waiter = asyncio.ensure_future(app.runs.result(tenant, run, created=True))
     try:
         while True:
             done, _ = await asyncio.wait({waiter}, timeout=DISCONNECT_POLL_SECONDS)

@@ -54,6 +54,9 @@ class ExecutionDeps:
     tracer: Any = None  # an OpenTelemetry Tracer when tracing is configured (runtime/tracing.py)
     record_traces: bool = True  # persisted run traces (runtime/trace.py), DOCKYARD_TRACES
     trace_max_value_bytes: int = 16384  # DOCKYARD_TRACE_MAX_VALUE_BYTES
+    # Assistant versions by (tenant, assistant_id, version): versions are never changed once
+    # written, so each worker process reads one at most once (bounded: cleared when full).
+    versions: dict[tuple[str, str, int], dict[str, Any]] = field(init=False, default_factory=dict)
     queue: RunQueue = field(init=False)
     threads: Threads = field(init=False)
     assistants: Assistants = field(init=False)
@@ -103,9 +106,16 @@ async def thread_graph_config(
 ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """Resolve the assistant version the run recorded and build the graph and its config."""
     kwargs = run["kwargs"]
-    version = await deps.assistants.get_version(
-        run["tenant_id"], run["assistant_id"], run["assistant_version"]
-    ) or await deps.assistants.get(run["tenant_id"], run["assistant_id"])
+    key = (run["tenant_id"], run["assistant_id"], run["assistant_version"])
+    version = deps.versions.get(key)
+    if version is None:
+        version = await deps.assistants.get_version(*key)
+        if version is not None:
+            if len(deps.versions) >= 1024:
+                deps.versions.clear()
+            deps.versions[key] = version
+    if version is None:
+        version = await deps.assistants.get(run["tenant_id"], run["assistant_id"])
     a_config = version["config"] if version else {}
     a_context = version["context"] if version else {}
     config = merge_configs(a_config, kwargs.get("config"))
@@ -190,6 +200,7 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
         if run["kwargs"].get("protocol") == "v3" else None
     )
     pending: list[tuple[list[str], Any]] = []
+    thread_outcome: Statement | None = None  # committed with the run's outcome
     recorder = _recorder(deps, run)
     try:
         try:
@@ -216,7 +227,7 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
                 )
                 final_values["__interrupt__"] = to_jsonable(list(state.interrupts))
             status = "interrupted" if interrupted else "success"
-            await deps.threads.update(
+            thread_outcome = deps.threads.update_statement(
                 run["tenant_id"], thread_id,
                 status="interrupted" if interrupted else "idle",
                 values=to_jsonable(state.values),
@@ -260,7 +271,9 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
             # crash between the two cannot lose them (the delivery loop sends it, with retries,
             # from the table), and tracing costs the run no transaction of its own.
             hook = await _webhook_delivery(deps, run, status, final_values, error)
-            also = [hook] if hook else []
+            # The thread's new state goes in the same transaction: one commit, and a run
+            # queued behind this one (claimed once this commits) finds the thread settled.
+            also = [s for s in (thread_outcome, hook) if s is not None]
             if recorder is not None:
                 await recorder.stop_autoflush()
                 recorder.finish(status, error)

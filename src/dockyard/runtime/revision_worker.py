@@ -83,7 +83,11 @@ async def serve() -> int:
     if bus is not relay_bus:
         await bus.open()
     store.bind_loop(asyncio.get_running_loop())
-    await storage.listen_runs(pool.notify)  # PostgreSQL; on SQLite the relay wakes us
+    def on_runs(kind: str) -> None:
+        if kind != "base":  # base runs are not this revision's
+            pool.notify()
+
+    await storage.listen_runs(on_runs)  # PostgreSQL; on SQLite the relay wakes us
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -133,6 +133,9 @@ class WorkerPool:
     async def _claim_loop(self) -> None:
         while not self._stopping:
             await self._slots.acquire()
+            # Cleared before the claim, not after: a notification arriving while the claim's
+            # query runs is then not lost (it would otherwise wait for the poll).
+            self._wake.clear()
             try:
                 run = await self.deps.queue.claim(
                     self.worker_id, self.lease_seconds, tenant_limit=self.tenant_limit,
@@ -145,7 +148,6 @@ class WorkerPool:
                 continue
             if run is None:
                 self._slots.release()
-                self._wake.clear()
                 # The timeout first: an await between creating the wait() coroutine and
                 # awaiting it (a query, on PostgreSQL) could be cancelled and leak it.
                 timeout = await self._idle_timeout()
@@ -158,6 +160,8 @@ class WorkerPool:
             self._active[run["run_id"]] = task
 
     async def _idle_timeout(self) -> float:
+        if not self.deps.queue.saw_pending:
+            return self.poll_seconds  # no pending run at all, delayed ones included
         nxt = await self.deps.queue.next_available_at(self.revision)
         if nxt is None:
             return self.poll_seconds

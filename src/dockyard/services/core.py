@@ -226,16 +226,21 @@ class Dockyard:
     def runs_workers(self) -> bool:
         return self.role in ("all", "worker")
 
-    def notify_new_runs(self) -> None:
-        """A run was queued: wake this process's pool and, across processes, everyone else's."""
+    def notify_new_runs(self, kind: str = "") -> None:
+        """A run was queued: wake this process's pool and, across processes, everyone else's.
+
+        ``kind="base"``: only runs of the base project (no revision), which neither the
+        revision supervisors nor their children need to hear of; ``""``: anything else.
+        """
         if self.runs_workers:
             self.pool.notify()
-            if self.relay is not None:
-                self.relay.wake()
-            if self.supervisor is not None:
-                self.supervisor.notify()
+            if kind != "base":
+                if self.relay is not None:
+                    self.relay.wake()
+                if self.supervisor is not None:
+                    self.supervisor.notify()
         if self.storage.dialect != "sqlite":
-            task = asyncio.create_task(self.storage.notify_runs())
+            task = asyncio.create_task(self.storage.notify_runs(kind))
             self._notify_tasks.add(task)
             task.add_done_callback(self._notify_tasks.discard)
 
@@ -249,11 +254,12 @@ class Dockyard:
             self._notify_tasks.add(task)
             task.add_done_callback(self._notify_tasks.discard)
 
-    def _on_notification(self) -> None:
+    def _on_notification(self, kind: str) -> None:
         self.pool.notify()
-        self.scheduler.notify()
-        if self.supervisor is not None:
-            self.supervisor.notify()
+        if kind != "base":  # a base run is no news to the cron scheduler or the supervisor
+            self.scheduler.notify()
+            if self.supervisor is not None:
+                self.supervisor.notify()
 
     @property
     def data_dir(self) -> Path:

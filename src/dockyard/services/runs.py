@@ -46,6 +46,8 @@ class PreparedRun:
     new_thread: dict[str, Any] | None
     pin: str | None = None  # the revision to pin the thread to (its first run), or None
     limits: Limits | None = None  # the tenant's quotas, checked again in write()
+    # The thread's metadata to record with the run (its graph and assistant), when it changes.
+    thread_metadata: dict[str, Any] | None = None
 
 
 class RunService:
@@ -54,7 +56,7 @@ class RunService:
         deps: ExecutionDeps,
         assistants: AssistantService,
         threads: ThreadService,
-        notify: Callable[[], None],
+        notify: Callable[..., None],
         *,
         webhook_policy: UrlPolicy,
         max_queue_depth: int = 0,
@@ -72,6 +74,7 @@ class RunService:
         self.max_queue_depth = max_queue_depth
         self.deployments = deployments
         self.quotas = quotas
+        self._depth: tuple[float, int] = (-1.0, 0)  # (monotonic time, pending runs) counted
 
     # ---- create ------------------------------------------------------------------------
     async def create(
@@ -88,7 +91,9 @@ class RunService:
                                       run_id=run_id)
         async with self.deps.storage.transaction() as tx:
             run = await self.write(tx, tenant, prepared)
-        self.notify()
+        counted_at, depth = self._depth
+        self._depth = (counted_at, depth + 1)  # this process's own runs count at once
+        self.notify("base" if run.get("revision_id") is None else "")
         # Joiners of the thread's stream learn of the run off the request path (a Redis
         # round trip); the run does not wait for it.
         task = asyncio.ensure_future(self.announce(run))
@@ -156,7 +161,7 @@ class RunService:
 
         ``thread_metadata`` is added to a stateless run's new thread.
         """
-        if self.max_queue_depth and await self.queue.count_pending() >= self.max_queue_depth:
+        if self.max_queue_depth and await self._queue_depth() >= self.max_queue_depth:
             raise TooManyRequests(
                 f"The run queue is full ({self.max_queue_depth} pending runs, "
                 "DOCKYARD_MAX_QUEUE_DEPTH); retry later",
@@ -168,6 +173,7 @@ class RunService:
         await self.check(payload, stateless=temporary)
         strategy = payload.get("multitask_strategy") or "enqueue"
         new_thread: dict[str, Any] | None = None
+        thread_meta: dict[str, Any] | None = None
         pinned: str | None = None
         if temporary:
             tid = new_id()
@@ -187,10 +193,9 @@ class RunService:
             meta = row["metadata"]
             pinned = row.get("revision_id")
             if meta.get("graph_id") != assistant["graph_id"] or "assistant_id" not in meta:
-                await self.threads.repo.update(
-                    tenant, tid, metadata={**meta, "graph_id": assistant["graph_id"],
-                                           "assistant_id": assistant["assistant_id"]},
-                )
+                # Written by write(), with the run and the thread's status: one statement.
+                thread_meta = {**meta, "graph_id": assistant["graph_id"],
+                               "assistant_id": assistant["assistant_id"]}
             active = await self.queue.active_for_thread(tenant, tid)
             if active:
                 if strategy == "reject":
@@ -240,7 +245,21 @@ class RunService:
         after = payload.get("after_seconds")
         if after:
             record["available_at"] = in_seconds(after)
-        return PreparedRun(record=record, new_thread=new_thread, pin=pin, limits=limits)
+        return PreparedRun(record=record, new_thread=new_thread, pin=pin, limits=limits,
+                           thread_metadata=thread_meta)
+
+    async def _queue_depth(self) -> int:
+        """Pending runs, for backpressure. A ``COUNT(*)`` on every creation costs a round trip
+        and a scan of the pending index; while the queue is under half the limit, a count up
+        to a second old is good enough (it cannot overshoot by more than a second's runs).
+        Nearer the limit it is counted every time, so 429s start and stop on time."""
+        counted_at, depth = self._depth
+        now = asyncio.get_running_loop().time()
+        if now - counted_at < 1.0 and depth < self.max_queue_depth // 2:
+            return depth
+        depth = await self.queue.count_pending()
+        self._depth = (now, depth)
+        return depth
 
     async def write(self, tx: Any, tenant: str, prepared: PreparedRun) -> dict[str, Any]:
         """Write a prepared run (and a stateless run's thread) inside the transaction ``tx``;
@@ -251,8 +270,12 @@ class RunService:
         if prepared.new_thread is not None:
             await self.threads.repo.insert(tenant, record["thread_id"], prepared.new_thread, tx=tx)
         run = await self.queue.insert(tenant, record, tx=tx)
-        pin = {"revision_id": prepared.pin} if prepared.pin else {}
-        await self.threads.repo.update(tenant, record["thread_id"], tx=tx, status="busy", **pin)
+        fields: dict[str, Any] = {"status": "busy"}
+        if prepared.pin:
+            fields["revision_id"] = prepared.pin
+        if prepared.thread_metadata is not None:
+            fields["metadata"] = prepared.thread_metadata
+        await self.threads.repo.update(tenant, record["thread_id"], tx=tx, **fields)
         return run
 
     # ---- read --------------------------------------------------------------------------
@@ -359,13 +382,17 @@ class RunService:
         return n
 
     # ---- results and streams -----------------------------------------------------------
-    async def result(self, tenant: str, row: dict[str, Any]) -> Any:
-        """Block until the run ends; return what the reference server returns from /wait."""
+    async def result(self, tenant: str, row: dict[str, Any], *, created: bool = False) -> Any:
+        """Block until the run ends; return what the reference server returns from /wait.
+
+        ``created``: the caller has just created the run, so its events cannot be gone yet
+        (buffers outlive a run by minutes): no need to read the run's status first.
+        """
         run_id = row["run_id"]
         events = self.bus.subscribe(run_id)
         try:
-            fresh = await self.queue.get(tenant, run_id)
-            if fresh is None or fresh["status"] not in ("pending", "running"):
+            fresh = None if created else await self.queue.get(tenant, run_id)
+            if not created and (fresh is None or fresh["status"] not in ("pending", "running")):
                 if not await self.bus.is_closed(run_id):
                     return await self._values_from_thread(tenant, row, fresh)
             async for ev in events:

@@ -98,6 +98,9 @@ class Storage(abc.ABC):
     row_lock: str = ""
     # Appended to the run queue's claim: concurrent claimers skip each other's rows.
     claim_lock: str = ""
+    # Data-modifying statements inside WITH (PostgreSQL): the queue claims a run in one
+    # statement instead of a transaction of five round trips. SQLite has no such CTEs.
+    writable_ctes: bool = False
 
     # ---- dialect hooks -------------------------------------------------------------------
     async def lock_key(self, tx: Any, key: str) -> None:  # noqa: B027 - optional hook
@@ -198,14 +201,17 @@ class Storage(abc.ABC):
     def _transient_driver_error(self, exc: BaseException) -> bool:
         return False
 
-    async def notify_runs(self) -> None:  # noqa: B027 - optional hook
+    async def notify_runs(self, kind: str = "") -> None:  # noqa: B027 - optional hook
         """Wake workers in other processes: runs are waiting (PostgreSQL: NOTIFY).
 
+        ``kind`` is passed to the listeners: ``"base"`` says only runs of the base project
+        were queued (no scheduler or revision supervisor needs to look); ``""`` wakes all.
         Embedded SQLite has one process, whose pool is woken directly; nothing to do.
         """
 
-    async def listen_runs(self, callback: Callable[[], None]) -> None:  # noqa: B027
-        """Call ``callback`` whenever another process calls ``notify_runs`` (PG: LISTEN)."""
+    async def listen_runs(self, callback: Callable[[str], None]) -> None:  # noqa: B027
+        """Call ``callback(kind)`` whenever another process calls ``notify_runs`` (PG: LISTEN);
+        ``""`` after a lost connection is re-established (notifications may have been lost)."""
 
     # ---- migrations ----------------------------------------------------------------------
     async def migrate(self) -> list[str]:
@@ -269,6 +275,13 @@ class Storage(abc.ABC):
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         async with self.statement() as tx:
             return await self._execute(tx, sql, params)
+
+    async def execute_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run writes whose results nobody reads in one transaction. PostgreSQL sends them
+        in one pipeline (a round trip or two instead of one per statement and BEGIN/COMMIT)."""
+        async with self.transaction() as tx:
+            for sql, params in statements:
+                await self._execute(tx, sql, params)
 
     async def execute_in(self, tx: Any | None, sql: str, params: Sequence[Any] = ()) -> int:
         """``execute`` inside the transaction ``tx``, or as a statement of its own if None.

@@ -151,6 +151,7 @@ class PostgresStorage(Storage):
     checkpointer: PooledPostgresSaver
     row_lock = " FOR UPDATE"
     claim_lock = " FOR UPDATE SKIP LOCKED"
+    writable_ctes = True
 
     async def lock_key(self, tx: Any, key: str) -> None:
         await self._execute(tx, "SELECT pg_advisory_xact_lock(hashtext(?))", (f"dockyard:{key}",))
@@ -281,14 +282,26 @@ class PostgresStorage(Storage):
         except psycopg.Error as exc:
             raise _translate(exc) from exc
 
+    async def execute_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        async with self._connection() as conn:
+            try:
+                async with conn.pipeline(), conn.transaction():
+                    for sql, params in statements:
+                        if params:
+                            await conn.execute(to_pyformat(sql), _params(params))
+                        else:
+                            await conn.execute(sql)
+            except psycopg.Error as exc:
+                raise _translate(exc) from exc
+
     # ---- wake-ups across processes (LISTEN/NOTIFY) -------------------------------------------
-    async def notify_runs(self) -> None:
+    async def notify_runs(self, kind: str = "") -> None:
         try:
-            await self.execute(f"SELECT pg_notify('{RUNS_CHANNEL}', '')")
+            await self.execute(f"SELECT pg_notify('{RUNS_CHANNEL}', ?)", (kind,))
         except StorageError as exc:  # best effort: workers also poll
             log.warning("notify_runs_failed error=%s", exc)
 
-    async def listen_runs(self, callback: Callable[[], None]) -> None:
+    async def listen_runs(self, callback: Callable[[str], None]) -> None:
         """LISTEN on a connection of its own (outside the pool, which would recycle it)."""
         try:
             self._listen_conn = await self._listen()
@@ -301,13 +314,13 @@ class PostgresStorage(Storage):
         await conn.execute(f"LISTEN {RUNS_CHANNEL}")
         return conn
 
-    async def _listen_loop(self, callback: Callable[[], None]) -> None:
+    async def _listen_loop(self, callback: Callable[[str], None]) -> None:
         delay = 0.1
         while True:
             if self._listen_conn is not None:
                 try:
-                    async for _ in self._listen_conn.notifies():
-                        callback()
+                    async for note in self._listen_conn.notifies():
+                        callback(note.payload)
                 except psycopg.Error as exc:
                     log.warning("listen_lost error=%s", self._scrub(exc))
                 await self._listen_conn.close()
@@ -322,7 +335,7 @@ class PostgresStorage(Storage):
                 continue
             delay = 0.1
             log.info("listen_reconnected")
-            callback()  # notifications sent while disconnected are lost: look now
+            callback("")  # notifications sent while disconnected are lost: look now
 
     # ---- JSON filters ----------------------------------------------------------------------------
     def _json_field(self, column: str, path: Sequence[str]) -> str:

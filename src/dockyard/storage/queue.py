@@ -59,6 +59,9 @@ class RunQueue:
     def __init__(self, db: Storage) -> None:
         self.db = db
         self._last_tenant = ""
+        # Whether the last claim saw any pending run (due or not): when none is, the pool's
+        # idle wait needs no query for the next due time.
+        self.saw_pending = True
 
     async def insert(self, tenant: str, run: dict[str, Any], *, tx: Any = None) -> dict[str, Any]:
         now = utcnow()
@@ -134,12 +137,39 @@ class RunQueue:
         now = utcnow()
         revision_cond = " AND r.revision_id IS NULL" if revision is None else " AND r.revision_id = ?"
         revision_params: tuple[str, ...] = () if revision is None else (revision,)
+        # Read outside any transaction (it locks nothing): an idle worker's claim is one
+        # round trip, and ``saw_pending`` tells the pool that no run is even delayed.
+        tenants = [r["tenant_id"] for r in await self.db.fetchall(PENDING_TENANTS)]
+        self.saw_pending = bool(tenants)
+        # Round-robin: start after the tenant this queue served last.
+        tenants = [t for t in tenants if t > self._last_tenant] + [
+            t for t in tenants if t <= self._last_tenant
+        ]
+        candidates = (
+            "SELECT {cols} FROM runs r WHERE r.status = 'pending'"
+            " AND r.tenant_id = ? AND r.available_at <= ?" + revision_cond +
+            " AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.thread_id = r.thread_id"
+            " AND o.status = 'running')"
+            " AND NOT EXISTS (SELECT 1 FROM runs e WHERE e.thread_id = r.thread_id"
+            " AND e.status = 'pending' AND e.created_at < r.created_at)"
+            " ORDER BY r.priority DESC, r.created_at LIMIT {limit}" + self.db.claim_lock
+        )
+        if self.db.writable_ctes and not tenant_limit and not assistant_limit:
+            # No caps to count: pick, take and mark the thread busy in one statement (its own
+            # transaction; the candidate's row lock is held until the update commits).
+            for tenant in tenants:
+                row = await self._take_first(
+                    candidates.format(cols="r.run_id AS claim_id", limit=1),
+                    (tenant, now, *revision_params),
+                    worker_id, lease_seconds, now,
+                )
+                if row is not None:
+                    self._last_tenant = tenant
+                    return row
+            return None
+        if not tenants:
+            return None
         async with self.db.transaction() as tx:
-            tenants = [r["tenant_id"] for r in await self.db._fetch(tx, PENDING_TENANTS)]
-            # Round-robin: start after the tenant this queue served last.
-            tenants = [t for t in tenants if t > self._last_tenant] + [
-                t for t in tenants if t <= self._last_tenant
-            ]
             for tenant in tenants:
                 # Caps are check-then-act: other processes claiming for the same tenant (or
                 # assistant) wait on a lock until this transaction ends, so they count this run.
@@ -148,14 +178,7 @@ class RunQueue:
                     if await self._running(tx, "tenant_id", tenant) >= tenant_limit:
                         continue
                 rows = await self.db._fetch(
-                    tx,
-                    "SELECT r.run_id, r.assistant_id FROM runs r WHERE r.status = 'pending'"
-                    " AND r.tenant_id = ? AND r.available_at <= ?" + revision_cond +
-                    " AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.thread_id = r.thread_id"
-                    " AND o.status = 'running')"
-                    " AND NOT EXISTS (SELECT 1 FROM runs e WHERE e.thread_id = r.thread_id"
-                    " AND e.status = 'pending' AND e.created_at < r.created_at)"
-                    " ORDER BY r.priority DESC, r.created_at LIMIT 16" + self.db.claim_lock,
+                    tx, candidates.format(cols="r.run_id, r.assistant_id", limit=16),
                     (tenant, now, *revision_params),
                 )
                 for row in rows:
@@ -168,6 +191,23 @@ class RunQueue:
                     self._last_tenant = tenant
                     return await self._take(tx, row["run_id"], worker_id, lease_seconds, now)
         return None
+
+    async def _take_first(
+        self, candidates: str, params: tuple[Any, ...], worker_id: str, lease_seconds: float,
+        now: str,
+    ) -> dict[str, Any] | None:
+        """``_take`` of the first candidate, as one statement (dialects with writable CTEs)."""
+        rows = await self.db.fetchall(
+            f"WITH c AS ({candidates}),"
+            " u AS (UPDATE runs SET status = 'running', worker_id = ?, lease_until = ?,"
+            " attempts = attempts + 1, started_at = COALESCE(started_at, ?), updated_at = ?"
+            f" FROM c WHERE runs.run_id = c.claim_id RETURNING {RUN_COLS}),"
+            " t AS (UPDATE threads SET status = 'busy', updated_at = ? FROM u"
+            " WHERE threads.tenant_id = u.tenant_id AND threads.thread_id = u.thread_id)"
+            " SELECT * FROM u",
+            (*params, worker_id, in_seconds(lease_seconds), now, now, now),
+        )
+        return rows[0] if rows else None
 
     async def _running(self, tx: Any, column: str, value: str) -> int:
         rows = await self.db._fetch(
@@ -215,7 +255,7 @@ class RunQueue:
         also: Sequence[tuple[str, Sequence[Any]]] = (),
     ) -> None:
         """Record the run's outcome; ``also`` are statements committed atomically with it
-        (the run's webhook delivery)."""
+        (the thread's final state, the run's webhook delivery and trace rows)."""
         now = utcnow()
         sql = (
             "UPDATE runs SET status = ?, error = ?, ended_at = ?, updated_at = ?,"
@@ -225,10 +265,7 @@ class RunQueue:
         if not also:
             await self.db.execute(sql, params)
             return
-        async with self.db.transaction() as tx:
-            await self.db._execute(tx, sql, params)
-            for stmt, stmt_params in also:
-                await self.db._execute(tx, stmt, stmt_params)
+        await self.db.execute_batch([(sql, params), *also])
 
     async def set_status(
         self, tenant: str, run_ids: list[str], status: str, *, only_from: tuple[str, ...] = ACTIVE

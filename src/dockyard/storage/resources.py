@@ -216,6 +216,12 @@ class Threads:
         )
 
     async def update(self, tenant: str, thread_id: str, *, tx: Any = None, **fields: Any) -> int:
+        return await self.db.execute_in(tx, *self.update_statement(tenant, thread_id, **fields))
+
+    def update_statement(
+        self, tenant: str, thread_id: str, **fields: Any
+    ) -> tuple[str, list[Any]]:
+        """``update`` as a statement, for a caller that commits it with others."""
         sets, params = [], []
         for key, value in fields.items():
             col = '"values"' if key == "values" else key
@@ -224,11 +230,8 @@ class Threads:
             params.append(dumps(value) if key in _THREAD_JSON else value)
         sets.append("updated_at = ?")
         params.append(utcnow())
-        return await self.db.execute_in(
-            tx,
-            f"UPDATE threads SET {', '.join(sets)} WHERE tenant_id = ? AND thread_id = ?",
-            [*params, tenant, thread_id],
-        )
+        return (f"UPDATE threads SET {', '.join(sets)} WHERE tenant_id = ? AND thread_id = ?",
+                [*params, tenant, thread_id])
 
     async def delete(self, tenant: str, thread_id: str) -> int:
         async with self.db.transaction() as tx:

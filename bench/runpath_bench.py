@@ -1,0 +1,256 @@
+"""Per-run cost of the 3-node ``runs.wait`` path on PostgreSQL + Redis, A/B side by side.
+
+    .venv/bin/python bench/runpath_bench.py --variant base=/tmp/perf-base/src --variant new=src
+    .venv/bin/python bench/runpath_bench.py --variant new=src --mode dev
+
+Each variant is a source tree (put first on PYTHONPATH) served by its own `dockyard serve` +
+`dockyard worker` (``--mode split``) or `dockyard dev` (``--mode dev``) on its own scratch
+database and its own private `redis-server`. Rounds alternate between the variants; in each
+round: ``--seq`` sequential `runs.wait` (latency), then ``--n`` runs with ``--concurrency`` in
+flight (throughput). Counted per run, which does not depend on the machine's load: SQL
+statements issued by each process (psycopg, through ``runpath_probe/sitecustomize.py``),
+committed transactions of the database (``pg_stat_database.xact_commit``), Redis commands
+(``INFO commandstats`` of the private server) and CPU time (``/proc/<pid>/stat``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import glob
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+VENV_BIN = Path(sys.executable).parent
+PROJECT = BENCH / "topology"
+ADMIN_URL = os.environ.get("DOCKYARD_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+BODY = {"assistant_id": "graph3", "input": {"count": 0}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_s(pid: int) -> float:
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return 0.0
+
+
+def group_pids(pgid: int) -> list[int]:
+    out = []
+    for d in glob.glob("/proc/[0-9]*"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(d, "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:
+                out.append(int(d[6:]))
+    return out
+
+
+class Variant:
+    def __init__(self, name: str, src: str, mode: str, tmp: Path) -> None:
+        self.name, self.src, self.mode, self.tmp = name, str(Path(src).resolve()), mode, tmp
+        self.db = f"dockyard_bench_rp_{name}_{uuid.uuid4().hex[:6]}"
+        self.db_url = ADMIN_URL.rsplit("/", 1)[0] + "/" + self.db
+        self.redis_port = free_port()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.probe = str(tmp / f"probe-{name}")
+        self.port = free_port()
+
+    def start(self) -> None:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{self.db}"'.encode())
+        self.procs["redis"] = subprocess.Popen(
+            ["redis-server", "--port", str(self.redis_port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
+        env.update(PYTHONPATH=f"{BENCH / 'runpath_probe'}:{self.src}", DOCKYARD_PROBE_OUT=self.probe,
+                   DOCKYARD_DATABASE_URL=self.db_url,
+                   DOCKYARD_REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0",
+                   DOCKYARD_LOG_LEVEL="warning")
+        dy = str(VENV_BIN / "dockyard")
+        if self.mode == "split":
+            subprocess.run([dy, "migrate"], env=env, check=True, cwd=PROJECT,
+                           stdout=subprocess.DEVNULL)
+            cmds = {"api": [dy, "serve", str(PROJECT), "--port", str(self.port), "--insecure"],
+                    "worker": [dy, "worker", str(PROJECT), "--concurrency", "32",
+                               "--metrics-port", str(free_port()), "--insecure"]}
+        else:
+            cmds = {"dev": [dy, "dev", str(PROJECT), "--port", str(self.port), "--no-reload"]}
+        for role, argv in cmds.items():
+            log = (self.tmp / f"{self.name}-{role}.log").open("wb")
+            self.procs[role] = subprocess.Popen(argv, env=env, cwd=PROJECT, stdout=log,
+                                                stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{self.port}/ok", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not start; see {self.tmp}")
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, 15)
+        for p in self.procs.values():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, 9)
+        with psycopg.connect(ADMIN_URL, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)'.encode())
+
+    def snapshot(self) -> dict[str, Any]:
+        snap: dict[str, Any] = {"cpu": {}, "sql": {}}
+        time.sleep(0.6)  # the probe files are rewritten every 0.25 s
+        for role, p in self.procs.items():
+            if role == "redis":
+                continue
+            pids = group_pids(p.pid)
+            snap["cpu"][role] = sum(cpu_s(pid) for pid in pids)
+            c: collections.Counter[str] = collections.Counter()
+            for pid in pids:
+                with contextlib.suppress(OSError, ValueError):
+                    c.update(json.loads(Path(f"{self.probe}.{pid}").read_text()))
+            snap["sql"][role] = c
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            row = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s",
+                               (self.db,)).fetchone()
+            snap["xact"] = int(row[0]) if row else 0
+        out = subprocess.run(["redis-cli", "-p", str(self.redis_port), "info", "commandstats"],
+                             capture_output=True, text=True).stdout
+        cmds: collections.Counter[str] = collections.Counter()
+        for line in out.splitlines():
+            if line.startswith("cmdstat_"):
+                name, rest = line[8:].split(":", 1)
+                cmds[name] = int(rest.split(",")[0].split("=")[1])
+        snap["redis"] = cmds
+        return snap
+
+
+async def one_run(client: httpx.AsyncClient, thread_id: str) -> float:
+    t0 = time.perf_counter()
+    r = await client.post(f"/threads/{thread_id}/runs/wait", json=BODY)
+    r.raise_for_status()
+    assert r.json().get("count") == 3, r.text
+    return time.perf_counter() - t0
+
+
+async def threads(client: httpx.AsyncClient, n: int) -> list[str]:
+    out = []
+    for _ in range(n):
+        r = await client.post("/threads", json={})
+        r.raise_for_status()
+        out.append(r.json()["thread_id"])
+    return out
+
+
+async def measure(v: Variant, seq: int, n: int, concurrency: int) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{v.port}", timeout=120) as client:
+        seq_threads = await threads(client, seq)
+        par_threads = await threads(client, n)
+        before = v.snapshot()
+        lat = [await one_run(client, t) for t in seq_threads]
+        mid = v.snapshot()
+        sem = asyncio.Semaphore(concurrency)
+
+        async def go(t: str) -> None:
+            async with sem:
+                await one_run(client, t)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(go(t) for t in par_threads))
+        elapsed = time.perf_counter() - t0
+        after = v.snapshot()
+    return {"lat": lat, "rps": n / elapsed, "seq": (before, mid, seq), "par": (mid, after, n)}
+
+
+def per_run(d: tuple[dict[str, Any], dict[str, Any], int]) -> dict[str, Any]:
+    a, b, n = d
+    out: dict[str, Any] = {"xact": (b["xact"] - a["xact"]) / n}
+    for role in b["cpu"]:
+        out[f"cpu_ms.{role}"] = (b["cpu"][role] - a["cpu"][role]) * 1000 / n
+        out[f"sql.{role}"] = (b["sql"][role]["sql"] - a["sql"][role]["sql"]) / n
+    out["redis"] = (sum(b["redis"].values()) - sum(a["redis"].values())) / n
+    return out
+
+
+def breakdown(d: tuple[dict[str, Any], dict[str, Any], int]) -> dict[str, Any]:
+    a, b, n = d
+    res: dict[str, Any] = {}
+    for role in b["sql"]:
+        diff = {k: (b["sql"][role][k] - a["sql"][role].get(k, 0)) / n for k in b["sql"][role]}
+        res[role] = {k: round(v, 2) for k, v in sorted(diff.items(), key=lambda kv: -kv[1]) if v}
+    rd = {k: (b["redis"][k] - a["redis"].get(k, 0)) / n for k in b["redis"]}
+    res["redis"] = {k: round(v, 2) for k, v in sorted(rd.items(), key=lambda kv: -kv[1]) if v}
+    return res
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--variant", action="append", required=True, help="name=src_dir")
+    ap.add_argument("--mode", choices=("split", "dev"), default="split")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seq", type=int, default=60)
+    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--breakdown", action="store_true", help="print statements by SQL")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="runpath-"))
+    variants = [Variant(*spec.split("=", 1), args.mode, tmp) for spec in args.variant]
+    results: dict[str, list[dict[str, Any]]] = {v.name: [] for v in variants}
+    try:
+        for v in variants:
+            v.start()
+        for v in variants:  # warm-up
+            await measure(v, 10, 40, args.concurrency)
+        for r in range(args.rounds):
+            for v in (variants if r % 2 == 0 else variants[::-1]):
+                results[v.name].append(await measure(v, args.seq, args.n, args.concurrency))
+        for v in variants:
+            rs = results[v.name]
+            lat = sorted(x for m in rs for x in m["lat"])
+            seqs = [per_run(m["seq"]) for m in rs]
+            pars = [per_run(m["par"]) for m in rs]
+            keys = list(seqs[0])
+            print(f"## {v.name} ({args.mode})")
+            print(f"  runs.wait p50 {statistics.median(lat) * 1000:.1f} ms,"
+                  f" p90 {lat[int(len(lat) * 0.9)] * 1000:.1f} ms;"
+                  f" throughput c={args.concurrency}: "
+                  + ", ".join(f"{m['rps']:.0f}" for m in rs) + " runs/s")
+            for label, rows in (("sequential", seqs), ("concurrent", pars)):
+                print(f"  per run, {label}: " + ", ".join(
+                    f"{k} {statistics.median(row[k] for row in rows):.2f}" for k in keys))
+            if args.breakdown:
+                print(json.dumps(breakdown(rs[-1]["seq"]), indent=1))
+    finally:
+        for v in variants:
+            with contextlib.suppress(Exception):
+                v.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
