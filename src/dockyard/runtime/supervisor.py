@@ -72,6 +72,7 @@ class RevisionSupervisor:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_canary_check = 0.0
+        self._stopping = False
 
     def notify(self) -> None:
         self._wake.set()
@@ -80,6 +81,10 @@ class RevisionSupervisor:
         self._task = asyncio.create_task(self._loop(), name="dockyard-revision-supervisor")
 
     async def stop(self, grace_seconds: float) -> None:
+        # The flag, not only the cancel: on Python 3.11 a cancel that lands as the loop's
+        # wait_for completes is swallowed, and the loop would run on with its task unfinished.
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -89,7 +94,7 @@ class RevisionSupervisor:
         self.children.clear()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.reconcile()
                 now = time.monotonic()
@@ -100,6 +105,8 @@ class RevisionSupervisor:
                 raise
             except Exception:
                 log.exception("revision_supervisor_failed")
+            if self._stopping:
+                break
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)

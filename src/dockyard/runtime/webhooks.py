@@ -179,6 +179,7 @@ class WebhookDeliverer:
         # A claimed delivery is due again after this long: the attempt's process died.
         self.lease_seconds = timeout + 30.0
         self._wake = asyncio.Event()
+        self._stopping = False
         self._inflight: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
@@ -198,12 +199,17 @@ class WebhookDeliverer:
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        self._stopping = False
         self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
         self._loop_task = asyncio.create_task(self._loop(), name="dockyard-webhooks")
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
         """Stop claiming; give attempts in flight ``grace_seconds``. An attempt cut short is
         retried (by any process) once its lease expires."""
+        # The flag as well as the cancel (as the cron scheduler and the revision supervisor):
+        # on Python 3.11 a cancel landing as wait_for's event fires is swallowed.
+        self._stopping = True
+        self._wake.set()
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -220,7 +226,7 @@ class WebhookDeliverer:
             self._client = None
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             free = self.concurrency - len(self._inflight)
             rows: list[dict[str, Any]] = []
             if free > 0:
@@ -232,7 +238,7 @@ class WebhookDeliverer:
                 task = asyncio.create_task(self.attempt(row), name=f"webhook-{row['delivery_id']}")
                 self._inflight.add(task)
                 task.add_done_callback(self._attempt_done)
-            if rows:
+            if rows or self._stopping:
                 continue
             self._wake.clear()
             timeout = self.poll_seconds if free <= 0 else await self._idle_timeout()
