@@ -19,6 +19,7 @@ from dockyard.errors import DockyardError, InvalidInput
 from dockyard.serde import json_dumps
 from dockyard.services import jsonrpc
 from dockyard.services.core import Dockyard
+from dockyard.services.custom_auth import HandlerRefused
 from dockyard.services.jsonrpc import RpcError
 from dockyard.services.mcp import PROTOCOL_VERSIONS
 from dockyard.streams.base import Event
@@ -102,6 +103,11 @@ async def a2a_post(
     assistant_id: str, request: Request, app: Dockyard = Depends(app_of),
     tenant: str = Depends(tenant_of),
 ) -> Response:
+    if getattr(request.state, "auth_filter", None) is not None:
+        # An A2A context names a thread; a custom-auth filter (e.g. "owner") cannot scope
+        # contexts yet, so a caller whose handler filters is refused rather than unscoped.
+        raise HandlerRefused("A2A is not available to callers whose custom auth handler "
+                             "returns a filter (threads.create_run)")
     message: Any = None
     try:
         message = jsonrpc.decode(await request.body())

@@ -79,6 +79,9 @@ EVENTS: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/runs/crons/{cron_id}"): (_C, "read"),
     ("PATCH", "/runs/crons/{cron_id}"): (_C, "update"),
     ("DELETE", "/runs/crons/{cron_id}"): (_C, "delete"),
+    # Agent protocols start runs: MCP's on new (stateless) threads, A2A's on a context's thread.
+    ("POST", "/mcp"): (_T, "create_run"),
+    ("POST", "/a2a/{assistant_id}"): (_T, "create_run"),
     ("PUT", "/store/items"): (_S, "put"),
     ("GET", "/store/items"): (_S, "get"),
     ("DELETE", "/store/items"): (_S, "delete"),
