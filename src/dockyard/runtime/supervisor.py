@@ -31,6 +31,7 @@ from typing import Any
 
 from dockyard.config import Settings
 from dockyard.errors import DockyardError
+from dockyard.runtime.loops import stop_loop
 from dockyard.runtime.relay import RelayServer
 from dockyard.runtime.revision_env import build_env, materialize, requirements
 from dockyard.services.deployments import DeploymentService
@@ -81,14 +82,8 @@ class RevisionSupervisor:
         self._task = asyncio.create_task(self._loop(), name="dockyard-revision-supervisor")
 
     async def stop(self, grace_seconds: float) -> None:
-        # The flag, not only the cancel: on Python 3.11 a cancel that lands as the loop's
-        # wait_for completes is swallowed, and the loop would run on with its task unfinished.
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self._stopping = True  # the loop ends on it (runtime/loops.py says why)
+        await stop_loop(self._task, self._wake)
         await asyncio.gather(*(self._terminate(c, grace_seconds)
                                for c in list(self.children.values())))
         self.children.clear()

@@ -27,6 +27,7 @@ import httpx
 
 from dockyard import __version__
 from dockyard.errors import InvalidInput
+from dockyard.runtime.loops import stop_loop
 from dockyard.storage.webhooks import Statement, WebhookDeliveries, at
 from dockyard.webhooks import ATTEMPT_HEADER, ID_HEADER, SIGNATURE_HEADER, sign
 
@@ -206,15 +207,9 @@ class WebhookDeliverer:
     async def stop(self, grace_seconds: float = 5.0) -> None:
         """Stop claiming; give attempts in flight ``grace_seconds``. An attempt cut short is
         retried (by any process) once its lease expires."""
-        # The flag as well as the cancel (as the cron scheduler and the revision supervisor):
-        # on Python 3.11 a cancel landing as wait_for's event fires is swallowed.
-        self._stopping = True
-        self._wake.set()
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-            self._loop_task = None
+        self._stopping = True  # the loop ends on it (runtime/loops.py says why)
+        await stop_loop(self._loop_task, self._wake)
+        self._loop_task = None
         if self._inflight:
             _, pending = await asyncio.wait(set(self._inflight), timeout=grace_seconds)
             for task in pending:

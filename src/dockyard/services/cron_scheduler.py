@@ -14,6 +14,7 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 
+from dockyard.runtime.loops import stop_loop
 from dockyard.services.crons import CLAIM_STALE_SECONDS, CronService
 
 log = logging.getLogger("dockyard.crons")
@@ -45,15 +46,9 @@ class CronScheduler:
         self._task = asyncio.create_task(self._loop(), name="dockyard-cron-scheduler")
 
     async def stop(self) -> None:
-        # The flag as well as the cancel: a cancel that lands as the wake-up event fires is
-        # lost inside asyncio.wait_for on Python 3.11; the loop then ends on the flag.
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._stopping = True  # the loop ends on it (runtime/loops.py says why)
+        await stop_loop(self._task, self._wake)
+        self._task = None
 
     async def tick(self) -> int:
         """One pass: take over stale claims, then fire every due tick. Returns runs created."""
