@@ -8,7 +8,6 @@ GitHub-workflow and GitLab-CI JSON schemas (check-jsonschema's vendored copies, 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -21,11 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
-from dockyard import cli, deploy_cli
 from dockyard.bundle import build_archive, collect_files, unpack
 from dockyard.ci import _scalar, write_workflow
 from dockyard.errors import ConfigError, InvalidInput
 from dockyard.image import running_source_tree, write_context
+from tests.cli_support import parse_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "support_triage"
@@ -63,25 +62,6 @@ def stage(instrs: list[tuple[str, str]], name: str) -> list[tuple[str, str]]:
             end = starts[i + 1] if i + 1 < len(starts) else len(instrs)
             return instrs[start:end]
     raise AssertionError(f"no stage {name}")
-
-
-def parse_cli(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> argparse.Namespace:
-    """``dockyard ARGV`` through the real parser, stopping before the command runs."""
-    seen: list[argparse.Namespace] = []
-
-    def capture(args: argparse.Namespace, **_: Any) -> int:
-        seen.append(args)
-        return 0
-
-    for name in ("_serve", "_worker", "_migrate"):
-        monkeypatch.setattr(cli, name, capture)
-    monkeypatch.setattr(deploy_cli, "run", capture)
-    monkeypatch.setattr(cli, "configure_logging", lambda *a, **k: None)
-    try:
-        assert cli.main(argv) == 0
-    except SystemExit as exc:
-        pytest.fail(f"`dockyard {shlex.join(argv)}` is not a valid command line (exit {exc.code})")
-    return seen[0]
 
 
 def run_cli(*argv: str, path: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -29,8 +28,8 @@ import yaml
 from kubernetes_validate.utils import latest_version
 
 import dockyard
-from dockyard import cli
 from dockyard.config import Settings
+from tests.cli_support import parse_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -141,27 +140,6 @@ def container(doc: dict[str, Any]) -> dict[str, Any]:
 
 def env_of(c: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env", [])}
-
-
-# ---------------------------------------------------------------------------------------- CLI
-
-
-def parse_cli(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> argparse.Namespace:
-    """Run ``dockyard ARGV`` through the real argument parser, stopping before anything starts."""
-    seen: list[argparse.Namespace] = []
-
-    def capture(args: argparse.Namespace, **_: Any) -> int:
-        seen.append(args)
-        return 0
-
-    for name in ("_serve", "_worker", "_migrate"):
-        monkeypatch.setattr(cli, name, capture)
-    monkeypatch.setattr(cli, "configure_logging", lambda *a, **k: None)
-    try:
-        assert cli.main(argv) == 0
-    except SystemExit as exc:  # argparse rejects the command line
-        pytest.fail(f"`dockyard {' '.join(argv)}` is not a valid command line (exit {exc.code})")
-    return seen[0]
 
 
 # ------------------------------------------------------------------------------- helm: lint
