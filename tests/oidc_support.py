@@ -4,17 +4,17 @@ served over local HTTP (keys can be rotated while it runs) and tokens minted wit
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+
+from tests.http_support import QuietHandler, serve_http
 
 ISSUER = "https://idp.test/"
 AUDIENCE = "dockyard-api"
@@ -60,7 +60,7 @@ class IdentityProvider:
 
 @contextmanager
 def serve_idp(idp: IdentityProvider) -> Iterator[IdentityProvider]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             idp.fetches += 1
             body = json.dumps(idp.jwks()).encode()
@@ -70,19 +70,9 @@ def serve_idp(idp: IdentityProvider) -> Iterator[IdentityProvider]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    idp.url = f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_http(Handler) as base:
+        idp.url = f"{base}/.well-known/jwks.json"
         yield idp
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def oidc_env(idp: IdentityProvider, **extra: str) -> dict[str, str]:

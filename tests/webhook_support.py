@@ -7,11 +7,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from dockyard.webhooks import SIGNATURE_HEADER, InvalidSignature, verify_signature
+from tests.http_support import QuietHandler, serve_http
 
 # A plain callable: the thread's values become {"got": <the run's input>}.
 ECHO = """
@@ -60,23 +61,13 @@ class Receiver:
 def receiver(statuses: list[int] | None = None, secret: str | None = None) -> Iterator[Receiver]:
     rec = Receiver(statuses or [], secret)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             rec.handle(self)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    rec.url = f"http://127.0.0.1:{srv.server_address[1]}/hook"
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_http(Handler) as base:
+        rec.url = f"{base}/hook"
         yield rec
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join()
 
 
 def until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.http_support import QuietHandler, serve_http
 
 pytestmark = pytest.mark.e2e
 
@@ -360,23 +360,15 @@ async def test_failing_graph(client: Any) -> None:
 def webhook_listener() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     received: list[dict[str, Any]] = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             received.append({"path": self.path, "body": json.loads(body)})
             self.send_response(200)
             self.end_headers()
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/hook", received
-    srv.shutdown()
-    srv.server_close()
-    t.join()
+    with serve_http(Handler) as base:
+        yield f"{base}/hook", received
 
 
 async def test_webhook_posts_the_finished_run(
