@@ -244,7 +244,9 @@ class DeploymentService:
             limits = dep["auto_rollback"] or {}
             since = (datetime.now(UTC) - timedelta(
                 seconds=float(limits.get("window_seconds") or 300))).isoformat()
-            s = await self.repo.revision_stats(dep["tenant_id"], dep["canary_revision_id"], since)
+            s = await self.repo.revision_stats(
+                dep["tenant_id"], dep["canary_revision_id"], since,
+                durations=limits.get("max_p95_seconds") is not None)
             if s["runs"] < int(limits.get("min_runs") or 1):
                 continue
             rate = s["errors"] / s["runs"]
