@@ -111,9 +111,10 @@ class RevisionSupervisor:
         since = (datetime.now(UTC) - timedelta(seconds=self.prewarm_seconds)).isoformat()
         live = {r["revision_id"]: r["tenant_id"]
                 for r in await self.deployments.repo.live_revisions(since)}
+        envs = await self.deployments.repo.envs(live)
         now = time.monotonic()
         for revision_id, tenant in live.items():
-            env = await self.deployments.repo.env(tenant, revision_id)
+            env = envs[revision_id]
             env_hash = hashlib.sha256(repr(sorted(env.items())).encode()).hexdigest()
             child = self.children.get(revision_id)
             if child is not None and child.env_hash != env_hash:

@@ -140,11 +140,21 @@ class Deployments:
             " ORDER BY name", (tenant, revision_id))
 
     async def env(self, tenant: str, revision_id: str) -> dict[str, str]:
+        return (await self.envs({revision_id: tenant})).get(revision_id, {})
+
+    async def envs(self, revisions: dict[str, str]) -> dict[str, dict[str, str]]:
+        """The variables of several revisions (revision id -> its tenant), in one query."""
+        if not revisions:
+            return {}
         rows = await self.db.fetchall(
             # aliased: `value` is decoded as JSON by name (store items)
-            "SELECT name, value AS env_value FROM revision_env WHERE tenant_id = ?"
-            " AND revision_id = ?", (tenant, revision_id))
-        return {r["name"]: r["env_value"] for r in rows}
+            "SELECT tenant_id, revision_id, name, value AS env_value FROM revision_env"
+            f" WHERE revision_id IN ({', '.join('?' for _ in revisions)})", tuple(revisions))
+        out: dict[str, dict[str, str]] = {rev: {} for rev in revisions}
+        for r in rows:
+            if revisions.get(r["revision_id"]) == r["tenant_id"]:
+                out[r["revision_id"]][r["name"]] = r["env_value"]
+        return out
 
     # ---- thread pins -------------------------------------------------------------------
     async def threads_on(
