@@ -262,6 +262,13 @@ class Storage(abc.ABC):
         """
         return self.transaction()
 
+    def snapshot(self) -> Any:
+        """Context for reads that must agree with each other (one snapshot of the database).
+
+        SQLite's transaction already is one; PostgreSQL's default isolation gives each
+        statement a snapshot of its own, so its dialect overrides this."""
+        return self.transaction()
+
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
         async with self.statement() as tx:
             rows = await self._fetch(tx, sql, params)
@@ -300,6 +307,14 @@ class Storage(abc.ABC):
             return await self.fetchone(sql, params)
         rows = await self._fetch(tx, sql, params)
         return decode_row(rows[0]) if rows else None
+
+    async def fetchall_in(
+        self, tx: Any | None, sql: str, params: Sequence[Any] = ()
+    ) -> list[dict[str, Any]]:
+        if tx is None:
+            return await self.fetchall(sql, params)
+        rows = await self._fetch(tx, sql, params)
+        return [r for r in (decode_row(x) for x in rows) if r is not None]
 
     async def ping(self) -> None:
         """Health check (``/ok?check_db=1``): one round trip; raises if the database is down."""

@@ -252,6 +252,12 @@ class PostgresStorage(Storage):
             yield conn
 
     @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Conn]:
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield conn
+
+    @asynccontextmanager
     async def statement(self) -> AsyncIterator[Conn]:
         # Autocommit: the statement is its own transaction.
         async with self._connection() as conn:

@@ -132,20 +132,23 @@ class QueueOverview:
         self.db = db
 
     async def overview(self, tenant: str, *, limit: int = 50) -> dict[str, Any]:
-        depth = await self.db.fetchall(
-            "SELECT status, priority, COUNT(*) AS n FROM runs WHERE tenant_id = ?"
-            " AND status IN ('pending', 'running') GROUP BY status, priority"
-            " ORDER BY status, priority DESC", (tenant,))
         cols = ("run_id, thread_id, assistant_id, graph_id, status, priority, attempts,"
                 " worker_id, lease_until, available_at, started_at, ended_at, created_at,"
                 " updated_at")
-        running = await self.db.fetchall(
-            f"SELECT {cols} FROM runs WHERE tenant_id = ? AND status = 'running'"
-            " ORDER BY started_at LIMIT ?", (tenant, limit))
-        pending = await self.db.fetchall(
-            f"SELECT {cols} FROM runs WHERE tenant_id = ? AND status = 'pending'"
-            " ORDER BY priority DESC, created_at LIMIT ?", (tenant, limit))
-        failures = await self.db.fetchall(
-            f"SELECT {cols}, error FROM runs WHERE tenant_id = ? AND status = 'error'"
-            " ORDER BY updated_at DESC LIMIT ?", (tenant, limit))
+        # One snapshot: the counts agree with the lists (a run claimed between two reads was
+        # once counted pending and listed running).
+        async with self.db.snapshot() as tx:
+            depth = await self.db.fetchall_in(
+                tx, "SELECT status, priority, COUNT(*) AS n FROM runs WHERE tenant_id = ?"
+                " AND status IN ('pending', 'running') GROUP BY status, priority"
+                " ORDER BY status, priority DESC", (tenant,))
+            running = await self.db.fetchall_in(
+                tx, f"SELECT {cols} FROM runs WHERE tenant_id = ? AND status = 'running'"
+                " ORDER BY started_at LIMIT ?", (tenant, limit))
+            pending = await self.db.fetchall_in(
+                tx, f"SELECT {cols} FROM runs WHERE tenant_id = ? AND status = 'pending'"
+                " ORDER BY priority DESC, created_at LIMIT ?", (tenant, limit))
+            failures = await self.db.fetchall_in(
+                tx, f"SELECT {cols}, error FROM runs WHERE tenant_id = ? AND status = 'error'"
+                " ORDER BY updated_at DESC LIMIT ?", (tenant, limit))
         return {"depth": depth, "running": running, "pending": pending, "failures": failures}
