@@ -414,13 +414,25 @@ class PostgresStorage(Storage):
                 [*params, thread_id],
             )
             # Channel values are stored once per (channel, version) and shared by checkpoints:
-            # drop the blobs that no remaining checkpoint of the thread refers to.
+            # drop the blobs that no remaining checkpoint of the thread refers to, directly or
+            # as the base of a stored append (postgres_saver: a `dydelta:<base>:…` row).
             await self._execute(
                 tx,
-                "DELETE FROM checkpoint_blobs b WHERE b.thread_id = ? AND NOT EXISTS ("
-                " SELECT 1 FROM checkpoints c"
+                "WITH RECURSIVE live(checkpoint_ns, channel, version, type) AS ("
+                " SELECT b.checkpoint_ns, b.channel, b.version, b.type FROM checkpoints c"
                 " CROSS JOIN LATERAL jsonb_each_text(c.checkpoint -> 'channel_versions') v"
-                " WHERE c.thread_id = b.thread_id AND c.checkpoint_ns = b.checkpoint_ns"
-                " AND v.key = b.channel AND v.value = b.version)",
-                (thread_id,),
+                " JOIN checkpoint_blobs b ON b.thread_id = c.thread_id"
+                " AND b.checkpoint_ns = c.checkpoint_ns AND b.channel = v.key"
+                " AND b.version = v.value"
+                " WHERE c.thread_id = ?"
+                " UNION"
+                " SELECT b.checkpoint_ns, b.channel, b.version, b.type FROM live l"
+                " JOIN checkpoint_blobs b ON b.thread_id = ?"
+                " AND b.checkpoint_ns = l.checkpoint_ns AND b.channel = l.channel"
+                " AND b.version = split_part(l.type, ':', 2)"
+                " WHERE starts_with(l.type, 'dydelta:'))"
+                " DELETE FROM checkpoint_blobs b WHERE b.thread_id = ? AND NOT EXISTS ("
+                " SELECT 1 FROM live l WHERE l.checkpoint_ns = b.checkpoint_ns"
+                " AND l.channel = b.channel AND l.version = b.version)",
+                (thread_id, thread_id, thread_id),
             )

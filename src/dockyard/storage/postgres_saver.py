@@ -1,28 +1,128 @@
-"""The checkpointer of the PostgreSQL dialect: langgraph's ``AsyncPostgresSaver`` on our pool.
+"""The checkpointer of the PostgreSQL dialect: langgraph's ``AsyncPostgresSaver`` on our pool,
+storing a growing list once.
 
-langgraph's saver does all the SQL. It serialises every call through one ``asyncio.Lock``,
-which is needed when it shares a single connection but not when it draws from a pool: each
-call then holds a connection of its own. With concurrent runs in one worker process that lock
-would queue every checkpoint write behind every other, so this subclass takes it out of
-``_cursor`` when (and only when) the saver is given a pool.
+langgraph's saver does the SQL, with two changes made here.
+
+**No saver-wide lock.** The parent serialises every call through one ``asyncio.Lock``, which is
+needed when it shares a single connection but not when it draws from a pool: each call then
+holds a connection of its own. With concurrent runs in one worker process that lock would queue
+every checkpoint write behind every other, so ``_cursor`` takes it out.
+
+**Appends are stored as appends.** A channel value is stored once per (channel, version), and the
+parent stores it whole. A list that grows by one message a step (``add_messages``, ``operator.add``)
+is then stored again at every step: quadratic bytes and serialisation. Here, when a list's new value
+starts with *the very objects* of a value this process wrote or read for the same channel of the
+same thread (an identity check, element by element), only the new tail is stored, in a row whose
+``type`` is ``dydelta:<base version>:<root version>:<serde type>``: the root is the whole value the
+chain starts from. A read fetches, in the same statement, the rows of the channel between the root
+and the version (one range scan of the primary key, no recursion) and concatenates the chain's tails
+in order. Anything else (a first write in this process, a removed or replaced element, a value that
+is not a plain list) is stored whole, exactly as before; so is a chain that reaches ``MAX_CHAIN``
+links, which bounds a read's walk. The rows stay in langgraph's table and format (only the ``type``
+is ours), so copying a thread's rows copies its chains.
+
+What identity cannot see: an element mutated in place after it was stored. Such a change is not
+saved; LangGraph's reducers (and its own ``DeltaChannel``) assume state is not mutated in place.
+
+Pruning keeps every base a kept value's chain reaches (``PostgresStorage.delete_checkpoints``).
 Checked with langgraph-checkpoint-conformance in tests/unit/test_checkpointer.py.
 """
 
 from __future__ import annotations
 
+import operator
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, NamedTuple, cast
 
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_serializable_checkpoint_metadata,
+)
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+
+from dockyard.errors import StorageError
+
+DELTA_PREFIX = "dydelta:"
+# Links before a list is stored whole again. A read fetches every link of the chain (the same
+# bytes as one whole value, in more rows), so this only bounds the row count of one read.
+MAX_CHAIN = 1000
+# (thread, namespace, channel) keys whose last values this process remembers. A miss costs one
+# whole value, never correctness.
+CACHE_KEYS = 512
+_ENTRIES_PER_KEY = 2
+
+SELECT_SQL = """
+select
+    thread_id,
+    checkpoint,
+    checkpoint_ns,
+    checkpoint_id,
+    parent_checkpoint_id,
+    metadata,
+    (
+        select array_agg(array[bl.channel::bytea, bl.version::bytea, bl.type::bytea, bl.blob])
+        from jsonb_each_text(checkpoint -> 'channel_versions') as cv
+        inner join checkpoint_blobs head
+            on head.thread_id = checkpoints.thread_id
+            and head.checkpoint_ns = checkpoints.checkpoint_ns
+            and head.channel = cv.key
+            and head.version = cv.value
+        inner join checkpoint_blobs bl
+            on bl.thread_id = checkpoints.thread_id
+            and bl.checkpoint_ns = checkpoints.checkpoint_ns
+            and bl.channel = cv.key
+            and (
+                bl.version = cv.value
+                or starts_with(head.type, 'dydelta:')
+                and bl.version between split_part(head.type, ':', 3) and cv.value
+                and (bl.version = split_part(head.type, ':', 3)
+                     or split_part(bl.type, ':', 3) = split_part(head.type, ':', 3))
+            )
+    ) as channel_values,
+    (
+        select
+        array_agg(array[cw.task_id::text::bytea, cw.channel::bytea, cw.type::bytea, cw.blob, convert_to(cw.task_path, 'UTF8'), cw.idx::text::bytea])
+        from checkpoint_writes cw
+        where cw.thread_id = checkpoints.thread_id
+            and cw.checkpoint_ns = checkpoints.checkpoint_ns
+            and cw.checkpoint_id = checkpoints.checkpoint_id
+    ) as pending_writes
+from checkpoints """  # noqa: E501 (the pending-writes select is langgraph's, verbatim)
+
+
+class _Known(NamedTuple):
+    """A list value stored under ``version``: its elements, its chain's length and the version
+    of the whole value the chain starts from (``version`` itself when stored whole)."""
+
+    version: str
+    elements: tuple[Any, ...]
+    depth: int
+    root: str
+
+
+def _starts_with(value: list[Any], elements: tuple[Any, ...]) -> bool:
+    n = len(elements)
+    return 0 < n <= len(value) and all(map(operator.is_, value[:n], elements))
 
 
 class PooledPostgresSaver(AsyncPostgresSaver):
+    SELECT_SQL = SELECT_SQL
+
     def __init__(self, pool: AsyncConnectionPool[AsyncConnection[DictRow]]) -> None:
         super().__init__(pool)
         self.pool = pool
+        self._known: OrderedDict[tuple[str, str, str], list[_Known]] = OrderedDict()
 
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
@@ -37,3 +137,138 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             else:
                 async with conn.cursor(binary=True, row_factory=dict_row) as cur:
                     yield cur
+
+    # --- what this process knows is stored ---------------------------------------------------
+
+    def _remember(self, key: tuple[str, str, str], known: _Known) -> None:
+        entries = [e for e in self._known.pop(key, []) if e.version != known.version]
+        self._known[key] = [known, *entries][:_ENTRIES_PER_KEY]
+        while len(self._known) > CACHE_KEYS:
+            self._known.popitem(last=False)
+
+    def _base_for(self, key: tuple[str, str, str], value: list[Any]) -> _Known | None:
+        for known in self._known.get(key, ()):
+            if known.depth < MAX_CHAIN and _starts_with(value, known.elements):
+                return known
+        return None
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def _dump_value(
+        self, key: tuple[str, str, str], version: str, value: Any, learnt: list[tuple[Any, ...]]
+    ) -> tuple[str, bytes | None]:
+        if type(value) is not list:
+            return self.serde.dumps_typed(value)
+        base = self._base_for(key, value)
+        if base is None:
+            learnt.append((key, _Known(version, tuple(value), 0, version)))
+            return self.serde.dumps_typed(value)
+        learnt.append((key, _Known(version, tuple(value), base.depth + 1, base.root)))
+        inner, blob = self.serde.dumps_typed(value[len(base.elements):])
+        return f"{DELTA_PREFIX}{base.version}:{base.root}:{inner}", blob
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        # The parent's aput, with blobs dumped by _dump_value and on the loop (a tail is small;
+        # the thread hop cost more than the serialisation).
+        configurable = config["configurable"]
+        thread_id = configurable["thread_id"]
+        checkpoint_ns = configurable["checkpoint_ns"]
+        parent_id = configurable.get("checkpoint_id")
+        copy = checkpoint.copy()
+        values = copy["channel_values"] = copy["channel_values"].copy()
+        blobs: dict[str, Any] = {}
+        for k, v in checkpoint["channel_values"].items():
+            if isinstance(v, _DeltaSnapshot):
+                blobs[k] = values.pop(k)
+                values[k] = True
+            elif v is None or isinstance(v, (str, int, float, bool)):
+                pass  # inline in the checkpoint's JSON
+            else:
+                blobs[k] = values.pop(k)
+        learnt: list[tuple[Any, ...]] = []
+        rows = [
+            (thread_id, checkpoint_ns, k, str(ver),
+             *self._dump_value((thread_id, checkpoint_ns, k), str(ver), blobs[k], learnt))
+            for k, ver in new_versions.items()
+            if k in blobs
+        ]
+        async with self._cursor(pipeline=True) as cur:
+            if rows:
+                await cur.executemany(self.UPSERT_CHECKPOINT_BLOBS_SQL, rows)
+            await cur.execute(
+                self.UPSERT_CHECKPOINTS_SQL,
+                (thread_id, checkpoint_ns, checkpoint["id"], parent_id, Jsonb(copy),
+                 Jsonb(get_serializable_checkpoint_metadata(config, metadata))),
+            )
+        # Only once stored may a value serve as a base.
+        for key, known in learnt:
+            self._remember(key, known)
+        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns,
+                                 "checkpoint_id": checkpoint["id"]}}
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def _load_values(self, value: DictRow) -> dict[str, Any]:
+        """The stored channel values of one ``SELECT_SQL`` row, chains concatenated.
+
+        A chained channel comes with every row between its whole value and its version that
+        shares that whole value (another branch's links too, after a fork): the walk from the
+        version back along the bases picks the chain's."""
+        rows: dict[str, dict[str, tuple[str, bytes]]] = {}  # blob: NULL only when "empty"
+        for ch_b, v_b, t_b, blob in value["channel_values"] or ():
+            rows.setdefault(ch_b.decode(), {})[v_b.decode()] = (t_b.decode(), blob)
+        versions = value["checkpoint"].get("channel_versions") or {}
+        out: dict[str, Any] = {}
+        for channel, stored in rows.items():
+            version = str(versions[channel])
+            links: list[tuple[str, bytes]] = []
+            type_, blob = stored[version]
+            while type_.startswith(DELTA_PREFIX):
+                _, base, _root, inner = type_.split(":", 3)
+                links.append((inner, blob))
+                if base not in stored:
+                    raise StorageError(
+                        f"checkpoint {value['checkpoint_id']}: the stored list of channel "
+                        f"{channel!r} misses its base {base}"
+                    )
+                root = base
+                type_, blob = stored[base]
+            if type_ == "empty":
+                continue
+            loaded = self.serde.loads_typed((type_, blob))
+            if links:
+                for link in reversed(links):
+                    loaded.extend(self.serde.loads_typed(link))
+            else:
+                root = version
+            out[channel] = loaded
+            if type(loaded) is list:
+                self._remember((value["thread_id"], value["checkpoint_ns"], channel),
+                               _Known(version, tuple(loaded), len(links), root))
+        return out
+
+    async def _load_checkpoint_tuple(self, value: DictRow) -> CheckpointTuple:
+        # The parent's, with chains resolved, and writes decoded on the loop.
+        thread_id, ns = value["thread_id"], value["checkpoint_ns"]
+        parent_id = value["parent_checkpoint_id"]
+        return CheckpointTuple(
+            {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns,
+                              "checkpoint_id": value["checkpoint_id"]}},
+            cast(Checkpoint, {
+                **value["checkpoint"],
+                "channel_values": {
+                    **(value["checkpoint"].get("channel_values") or {}),
+                    **self._load_values(value),
+                },
+            }),
+            value["metadata"],
+            ({"configurable": {"thread_id": thread_id, "checkpoint_ns": ns,
+                               "checkpoint_id": parent_id}} if parent_id else None),
+            self._load_writes(value["pending_writes"]),
+        )

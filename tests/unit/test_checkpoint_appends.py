@@ -1,0 +1,210 @@
+"""PostgreSQL's checkpointer stores a growing list as appends (``storage/postgres_saver.py``):
+a step's new messages, not the whole list again. Every read — from a process that never saw
+the run, at any checkpoint of the history, after a fork, a prune, a rollback or a copy — gives
+back exactly the list LangGraph wrote."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+
+from dockyard.storage import create_storage
+from dockyard.storage.postgres import PostgresStorage
+from dockyard.storage.postgres_saver import DELTA_PREFIX, PooledPostgresSaver
+from tests.conftest import TEST_DATABASE, NewDatabase
+
+pytestmark = pytest.mark.skipif(TEST_DATABASE != "postgres",
+                                reason="PostgreSQL only (DOCKYARD_TEST_DATABASE=postgres)")
+
+BODY = "x" * 500
+
+
+class State(TypedDict, total=False):
+    messages: Annotated[list[Any], add_messages]
+    steps: Annotated[list[int], operator.add]
+    target: int
+
+
+def grow(state: State) -> dict[str, Any]:
+    n = len(state.get("messages", []))
+    return {"messages": [AIMessage(content=f"{n}:{BODY}", id=f"m{n}")], "steps": [n]}
+
+
+def more(state: State) -> str:
+    return "grow" if len(state.get("messages", [])) < state.get("target", 0) else END
+
+
+def build() -> StateGraph[Any]:
+    g = StateGraph(State)
+    g.add_node("grow", grow)
+    g.add_edge(START, "grow")
+    g.add_conditional_edges("grow", more, ["grow", END])
+    return g
+
+
+@pytest.fixture
+async def storages(
+    new_database: NewDatabase, tmp_path: Path
+) -> AsyncIterator[tuple[PostgresStorage, PostgresStorage]]:
+    """Two storages on one database: the writer, and a reader that never saw the writes."""
+    url = new_database()
+    opened: list[PostgresStorage] = []
+    for _ in range(2):
+        storage = create_storage(url, default_path=tmp_path / "unused.sqlite")
+        assert isinstance(storage, PostgresStorage)
+        await storage.open()
+        await storage.migrate()
+        opened.append(storage)
+    try:
+        yield opened[0], opened[1]
+    finally:
+        for storage in opened:
+            await storage.close()
+
+
+def cfg(thread: str, **extra: Any) -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread, **extra}, "recursion_limit": 200}
+
+
+def contents(messages: list[Any]) -> list[str]:
+    return [m.content for m in messages]
+
+
+async def blob_rows(storage: PostgresStorage, thread: str, channel: str) -> list[dict[str, Any]]:
+    return await storage.fetchall(
+        "SELECT version, type, length(blob) AS size FROM checkpoint_blobs"
+        " WHERE thread_id = ? AND channel = ? ORDER BY version", (thread, channel))
+
+
+def expected(n: int) -> list[str]:
+    return [f"{i}:{BODY}" for i in range(n)]
+
+
+async def test_a_growing_list_is_stored_as_appends_and_read_back_whole(
+    storages: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    writer, reader = storages
+    graph = build().compile(checkpointer=writer.checkpointer)
+    out = await graph.ainvoke({"target": 40}, cfg("t"), durability="sync")
+    assert contents(out["messages"]) == expected(40)
+
+    rows = await blob_rows(writer, "t", "messages")
+    assert len(rows) == 40
+    # The first value is stored whole; every later one as its new message only.
+    assert not rows[0]["type"].startswith(DELTA_PREFIX)
+    assert all(r["type"].startswith(DELTA_PREFIX) for r in rows[1:])
+    sizes = [r["size"] for r in rows[1:]]
+    assert max(sizes) < 2 * min(sizes)  # linear: the 40th costs what the 2nd did
+    # operator.add lists too.
+    assert all(r["type"].startswith(DELTA_PREFIX) for r in (await blob_rows(writer, "t", "steps"))[1:])
+
+    # A process that never saw the run reads the whole state back, at every checkpoint.
+    fresh = build().compile(checkpointer=reader.checkpointer)
+    state = await fresh.aget_state(cfg("t"))
+    assert contents(state.values["messages"]) == expected(40)
+    assert state.values["steps"] == list(range(40))
+    history = [s async for s in fresh.aget_state_history(cfg("t"))]
+    for snapshot in history:
+        n = len(snapshot.values.get("messages", []))
+        assert contents(snapshot.values.get("messages", [])) == expected(n)
+        assert snapshot.values.get("steps", []) == list(range(n))
+    assert sorted({len(s.values.get("messages", [])) for s in history}) == list(range(41))
+
+
+async def test_the_next_run_appends_to_what_it_read(
+    storages: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    writer, reader = storages
+    await build().compile(checkpointer=writer.checkpointer).ainvoke(
+        {"target": 5}, cfg("t"), durability="sync")
+    # Another process continues the thread: its first write already appends to the value it
+    # loaded, its chain reaching back to the first process's rows.
+    other = build().compile(checkpointer=reader.checkpointer)
+    out = await other.ainvoke({"target": 10}, cfg("t"), durability="sync")
+    assert contents(out["messages"]) == expected(10)
+    rows = await blob_rows(writer, "t", "messages")
+    assert sum(not r["type"].startswith(DELTA_PREFIX) for r in rows) == 1
+    state = await build().compile(checkpointer=writer.checkpointer).aget_state(cfg("t"))
+    assert contents(state.values["messages"]) == expected(10)
+
+
+async def test_a_replaced_message_stores_the_list_whole(
+    storages: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    writer, reader = storages
+    graph = build().compile(checkpointer=writer.checkpointer)
+    await graph.ainvoke({"target": 4}, cfg("t"), durability="sync")
+    # add_messages replaces the message with the same id: not an append.
+    await graph.aupdate_state(cfg("t"), {"messages": [AIMessage(content="edited", id="m1")]})
+    rows = await blob_rows(writer, "t", "messages")
+    assert not rows[-1]["type"].startswith(DELTA_PREFIX)
+    await graph.aupdate_state(cfg("t"), {"messages": [HumanMessage(content="next", id="h")]})
+    assert (await blob_rows(writer, "t", "messages"))[-1]["type"].startswith(DELTA_PREFIX)
+    state = await build().compile(checkpointer=reader.checkpointer).aget_state(cfg("t"))
+    want = expected(4)
+    want[1] = "edited"
+    assert contents(state.values["messages"]) == [*want, "next"]
+
+
+async def test_a_fork_from_an_old_checkpoint_appends_to_that_checkpoint(
+    storages: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    writer, reader = storages
+    graph = build().compile(checkpointer=writer.checkpointer)
+    await graph.ainvoke({"target": 8}, cfg("t"), durability="sync")
+    before_fork = (await graph.aget_state(cfg("t"))).config["configurable"]["checkpoint_id"]
+    history = [s async for s in graph.aget_state_history(cfg("t"))]
+    old = next(s for s in history if len(s.values.get("messages", [])) == 3)
+    forked = await graph.aupdate_state(old.config, {"messages": [HumanMessage("fork", id="f")]})
+    rows = await blob_rows(writer, "t", "messages")
+    assert rows[-1]["type"].startswith(DELTA_PREFIX)
+    view = build().compile(checkpointer=reader.checkpointer)
+    assert contents((await view.aget_state(forked)).values["messages"]) == [*expected(3), "fork"]
+    # The original branch is untouched.
+    original = await view.aget_state(cfg("t", checkpoint_id=before_fork))
+    assert contents(original.values["messages"]) == expected(8)
+
+
+async def test_prune_and_rollback_keep_the_bases_a_kept_value_needs(
+    storages: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    writer, reader = storages
+    graph = build().compile(checkpointer=writer.checkpointer)
+    await graph.ainvoke({"target": 6}, cfg("t", run_id="run-1"), durability="sync")
+    await graph.ainvoke({"target": 9}, cfg("t", run_id="run-2"), durability="sync")
+
+    # Rolling back run-2 deletes its checkpoints and its links, and nothing run-1 needs.
+    await writer.delete_checkpoints("t", run_id="run-2")
+    view = build().compile(checkpointer=reader.checkpointer)
+    assert contents((await view.aget_state(cfg("t"))).values["messages"]) == expected(6)
+    assert len(await blob_rows(writer, "t", "messages")) == 6
+
+    # keep_latest deletes every other checkpoint, but not the chain under the latest value.
+    await writer.delete_checkpoints("t", keep_latest=True)
+    assert len([s async for s in view.aget_state_history(cfg("t"))]) == 1
+    assert contents((await view.aget_state(cfg("t"))).values["messages"]) == expected(6)
+
+    # A copied thread carries its chains.
+    await writer.copy_checkpoints("t", "copy")
+    assert contents((await view.aget_state(cfg("copy"))).values["messages"]) == expected(6)
+
+
+async def test_a_broken_chain_is_a_clear_error(
+    storages: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    writer, reader = storages
+    await build().compile(checkpointer=writer.checkpointer).ainvoke(
+        {"target": 3}, cfg("t"), durability="sync")
+    rows = await blob_rows(writer, "t", "messages")
+    await writer.execute("DELETE FROM checkpoint_blobs WHERE thread_id = 't' AND version = ?",
+                         (rows[0]["version"],))
+    saver: PooledPostgresSaver = reader.checkpointer
+    with pytest.raises(Exception, match="misses its base"):
+        await saver.aget_tuple(cfg("t"))
