@@ -12,12 +12,14 @@ from typing import Annotated, Any, TypedDict
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.base import copy_checkpoint
+from langgraph.checkpoint.base.id import uuid6
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
 from dockyard.storage import create_storage
 from dockyard.storage.postgres import PostgresStorage
-from dockyard.storage.postgres_saver import DELTA_PREFIX, PooledPostgresSaver
+from dockyard.storage.postgres_saver import DELTA_PREFIX, REF_PREFIX, PooledPostgresSaver
 from tests.conftest import TEST_DATABASE, NewDatabase
 
 pytestmark = pytest.mark.skipif(TEST_DATABASE != "postgres",
@@ -83,6 +85,10 @@ async def blob_rows(storage: PostgresStorage, thread: str, channel: str) -> list
         " WHERE thread_id = ? AND channel = ? ORDER BY version", (thread, channel))
 
 
+def is_link(type_: str) -> bool:
+    return type_.startswith((DELTA_PREFIX, REF_PREFIX))
+
+
 def expected(n: int) -> list[str]:
     return [f"{i}:{BODY}" for i in range(n)]
 
@@ -97,13 +103,15 @@ async def test_a_growing_list_is_stored_as_appends_and_read_back_whole(
 
     rows = await blob_rows(writer, "t", "messages")
     assert len(rows) == 40
-    # The first value is stored whole; every later one as its new message only.
-    assert not rows[0]["type"].startswith(DELTA_PREFIX)
-    assert all(r["type"].startswith(DELTA_PREFIX) for r in rows[1:])
-    sizes = [r["size"] for r in rows[1:]]
-    assert max(sizes) < 2 * min(sizes)  # linear: the 40th costs what the 2nd did
+    # The first value is stored whole; every later one as its new message only, and that
+    # message, being byte for byte the node's write, is not stored a second time: the row
+    # refers to the write.
+    assert not is_link(rows[0]["type"])
+    assert all(r["type"].startswith(REF_PREFIX) and r["size"] is None for r in rows[1:])
+    whole = len(writer.checkpointer.serde.dumps_typed(out["messages"])[1])
+    assert rows[0]["size"] < whole / 20  # linear: all of it stored once, in the writes
     # operator.add lists too.
-    assert all(r["type"].startswith(DELTA_PREFIX) for r in (await blob_rows(writer, "t", "steps"))[1:])
+    assert all(is_link(r["type"]) for r in (await blob_rows(writer, "t", "steps"))[1:])
 
     # A process that never saw the run reads the whole state back, at every checkpoint.
     fresh = build().compile(checkpointer=reader.checkpointer)
@@ -130,7 +138,7 @@ async def test_the_next_run_appends_to_what_it_read(
     out = await other.ainvoke({"target": 10}, cfg("t"), durability="sync")
     assert contents(out["messages"]) == expected(10)
     rows = await blob_rows(writer, "t", "messages")
-    assert sum(not r["type"].startswith(DELTA_PREFIX) for r in rows) == 1
+    assert sum(not is_link(r["type"]) for r in rows) == 1
     state = await build().compile(checkpointer=writer.checkpointer).aget_state(cfg("t"))
     assert contents(state.values["messages"]) == expected(10)
 
@@ -144,9 +152,9 @@ async def test_a_replaced_message_stores_the_list_whole(
     # add_messages replaces the message with the same id: not an append.
     await graph.aupdate_state(cfg("t"), {"messages": [AIMessage(content="edited", id="m1")]})
     rows = await blob_rows(writer, "t", "messages")
-    assert not rows[-1]["type"].startswith(DELTA_PREFIX)
+    assert not is_link(rows[-1]["type"])
     await graph.aupdate_state(cfg("t"), {"messages": [HumanMessage(content="next", id="h")]})
-    assert (await blob_rows(writer, "t", "messages"))[-1]["type"].startswith(DELTA_PREFIX)
+    assert is_link((await blob_rows(writer, "t", "messages"))[-1]["type"])
     state = await build().compile(checkpointer=reader.checkpointer).aget_state(cfg("t"))
     want = expected(4)
     want[1] = "edited"
@@ -164,7 +172,7 @@ async def test_a_fork_from_an_old_checkpoint_appends_to_that_checkpoint(
     old = next(s for s in history if len(s.values.get("messages", [])) == 3)
     forked = await graph.aupdate_state(old.config, {"messages": [HumanMessage("fork", id="f")]})
     rows = await blob_rows(writer, "t", "messages")
-    assert rows[-1]["type"].startswith(DELTA_PREFIX)
+    assert is_link(rows[-1]["type"])
     view = build().compile(checkpointer=reader.checkpointer)
     assert contents((await view.aget_state(forked)).values["messages"]) == [*expected(3), "fork"]
     # The original branch is untouched.
@@ -186,14 +194,52 @@ async def test_prune_and_rollback_keep_the_bases_a_kept_value_needs(
     assert contents((await view.aget_state(cfg("t"))).values["messages"]) == expected(6)
     assert len(await blob_rows(writer, "t", "messages")) == 6
 
-    # keep_latest deletes every other checkpoint, but not the chain under the latest value.
+    # keep_latest deletes every other checkpoint and its writes, but not the chain under the
+    # latest value: the links that referred to deleted writes took their bytes first.
+    assert any(r["type"].startswith(REF_PREFIX) for r in await blob_rows(writer, "t", "messages"))
     await writer.delete_checkpoints("t", keep_latest=True)
     assert len([s async for s in view.aget_state_history(cfg("t"))]) == 1
     assert contents((await view.aget_state(cfg("t"))).values["messages"]) == expected(6)
+    kept = await blob_rows(writer, "t", "messages")
+    assert len(kept) == 6 and not any(r["type"].startswith(REF_PREFIX) for r in kept)
 
     # A copied thread carries its chains.
     await writer.copy_checkpoints("t", "copy")
     assert contents((await view.aget_state(cfg("copy"))).values["messages"]) == expected(6)
+
+
+async def test_a_write_that_was_already_stored_is_not_referred_to(
+    storages: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    """A task run twice (its first worker's lease expired while it ran) finds its write row
+    taken: the checkpoint stores its own bytes rather than point at the other run's."""
+    writer, reader = storages
+    await build().compile(checkpointer=writer.checkpointer).ainvoke(
+        {"target": 2}, cfg("t"), durability="sync")
+    saver = writer.checkpointer
+
+    async def append(task: str, message: AIMessage, first: AIMessage | None = None) -> str:
+        head = await saver.aget_tuple(cfg("t"))  # the saver now knows this list's objects
+        assert head is not None
+        if first is not None:  # another worker wrote this task's row before us
+            await reader.checkpointer.aput_writes(head.config, [("messages", [first])], task)
+        await saver.aput_writes(head.config, [("messages", [message])], task)
+        checkpoint = copy_checkpoint(head.checkpoint)
+        checkpoint["id"] = str(uuid6(clock_seq=-2))
+        version = saver.get_next_version(str(checkpoint["channel_versions"]["messages"]), None)
+        checkpoint["channel_versions"]["messages"] = version
+        checkpoint["channel_values"]["messages"] = [
+            *head.checkpoint["channel_values"]["messages"], message]
+        await saver.aput(head.config, checkpoint, {"source": "loop", "step": 9},
+                         {"messages": version})
+        return str((await blob_rows(writer, "t", "messages"))[-1]["type"])
+
+    assert (await append("task-1", AIMessage("mine", id="a"),
+                                    first=AIMessage("other", id="a"))).startswith(DELTA_PREFIX)
+    assert (await append("task-2", AIMessage("next", id="b"))).startswith(REF_PREFIX)
+    got = await reader.checkpointer.aget_tuple(cfg("t"))
+    assert got is not None
+    assert contents(got.checkpoint["channel_values"]["messages"])[-2:] == ["mine", "next"]
 
 
 async def test_a_broken_chain_is_a_clear_error(

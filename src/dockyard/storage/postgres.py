@@ -405,6 +405,23 @@ class PostgresStorage(Storage):
     ) -> None:
         where, params = self.checkpoint_filter(thread_id, run_id=run_id, keep_latest=keep_latest)
         async with self.transaction() as tx:
+            if run_id is not None or keep_latest:
+                # A kept list may refer to a write of a checkpoint about to go (postgres_saver:
+                # a `dyref:` row): it takes the write's bytes first (`dydelta:`).
+                await self._execute(
+                    tx,
+                    "UPDATE checkpoint_blobs b SET blob = w.blob, type = 'dydelta:'"
+                    " || split_part(b.type, ':', 2) || ':' || split_part(b.type, ':', 3)"
+                    " || ':' || split_part(b.type, ':', 7)"
+                    " FROM checkpoint_writes w"
+                    " WHERE b.thread_id = ? AND starts_with(b.type, 'dyref:')"
+                    " AND w.thread_id = b.thread_id AND w.checkpoint_ns = b.checkpoint_ns"
+                    " AND w.checkpoint_id = split_part(b.type, ':', 4)"
+                    " AND w.task_id = split_part(b.type, ':', 5)"
+                    " AND w.idx = split_part(b.type, ':', 6)::integer"
+                    f" AND w.checkpoint_id IN (SELECT checkpoint_id FROM checkpoints WHERE {where})",
+                    [thread_id, *params],
+                )
             # The deleted checkpoints' pending writes go with them.
             await self._execute(
                 tx,
@@ -415,7 +432,7 @@ class PostgresStorage(Storage):
             )
             # Channel values are stored once per (channel, version) and shared by checkpoints:
             # drop the blobs that no remaining checkpoint of the thread refers to, directly or
-            # as the base of a stored append (postgres_saver: a `dydelta:<base>:…` row).
+            # as the base of a stored append (postgres_saver: a `dydelta:<base>:…` or `dyref:` row).
             await self._execute(
                 tx,
                 "WITH RECURSIVE live(checkpoint_ns, channel, version, type) AS ("
@@ -430,7 +447,7 @@ class PostgresStorage(Storage):
                 " JOIN checkpoint_blobs b ON b.thread_id = ?"
                 " AND b.checkpoint_ns = l.checkpoint_ns AND b.channel = l.channel"
                 " AND b.version = split_part(l.type, ':', 2)"
-                " WHERE starts_with(l.type, 'dydelta:'))"
+                " WHERE split_part(l.type, ':', 1) IN ('dydelta', 'dyref'))"
                 " DELETE FROM checkpoint_blobs b WHERE b.thread_id = ? AND NOT EXISTS ("
                 " SELECT 1 FROM live l WHERE l.checkpoint_ns = b.checkpoint_ns"
                 " AND l.channel = b.channel AND l.version = b.version)",

@@ -30,14 +30,16 @@ Checked with langgraph-checkpoint-conformance in tests/unit/test_checkpointer.py
 
 from __future__ import annotations
 
+import asyncio
 import operator
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
     ChannelVersions,
     Checkpoint,
     CheckpointMetadata,
@@ -53,7 +55,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from dockyard.errors import StorageError
 
-DELTA_PREFIX = "dydelta:"
+DELTA_PREFIX = "dydelta:"  # dydelta:<base>:<root>:<serde type>, the tail's bytes in the row
+REF_PREFIX = "dyref:"  # dyref:<base>:<root>:<checkpoint>:<task>:<idx>:<serde type>, no bytes
 # Links before a list is stored whole again. A read fetches every link of the chain (the same
 # bytes as one whole value, in more rows), so this only bounds the row count of one read.
 MAX_CHAIN = 1000
@@ -61,6 +64,8 @@ MAX_CHAIN = 1000
 # whole value, never correctness.
 CACHE_KEYS = 512
 _ENTRIES_PER_KEY = 2
+# (thread, namespace, checkpoint) keys whose list writes this process inserted.
+WRITE_CACHE_KEYS = 256
 
 SELECT_SQL = """
 select
@@ -71,7 +76,15 @@ select
     parent_checkpoint_id,
     metadata,
     (
-        select array_agg(array[bl.channel::bytea, bl.version::bytea, bl.type::bytea, bl.blob])
+        select array_agg(array[bl.channel::bytea, bl.version::bytea, bl.type::bytea,
+            case when starts_with(bl.type, 'dyref:') then (
+                select w.blob from checkpoint_writes w
+                where w.thread_id = bl.thread_id
+                    and w.checkpoint_ns = bl.checkpoint_ns
+                    and w.checkpoint_id = split_part(bl.type, ':', 4)
+                    and w.task_id = split_part(bl.type, ':', 5)
+                    and w.idx = split_part(bl.type, ':', 6)::integer
+            ) else bl.blob end])
         from jsonb_each_text(checkpoint -> 'channel_versions') as cv
         inner join checkpoint_blobs head
             on head.thread_id = checkpoints.thread_id
@@ -84,7 +97,7 @@ select
             and bl.channel = cv.key
             and (
                 bl.version = cv.value
-                or starts_with(head.type, 'dydelta:')
+                or split_part(head.type, ':', 1) in ('dydelta', 'dyref')
                 and bl.version between split_part(head.type, ':', 3) and cv.value
                 and (bl.version = split_part(head.type, ':', 3)
                      or split_part(bl.type, ':', 3) = split_part(head.type, ':', 3))
@@ -99,6 +112,16 @@ select
             and cw.checkpoint_id = checkpoints.checkpoint_id
     ) as pending_writes
 from checkpoints """  # noqa: E501 (the pending-writes select is langgraph's, verbatim)
+
+
+class _Write(NamedTuple):
+    """A write this process inserted: what a tail with the same bytes may refer to."""
+
+    channel: str
+    type: str
+    blob: bytes
+    task_id: str
+    idx: int
 
 
 class _Known(NamedTuple):
@@ -123,6 +146,10 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         super().__init__(pool)
         self.pool = pool
         self._known: OrderedDict[tuple[str, str, str], list[_Known]] = OrderedDict()
+        self._writes: OrderedDict[tuple[str, str, str], list[_Write]] = OrderedDict()
+        # Writes on their way to the database, by checkpoint: the loop saves a step's writes
+        # in the background, so the next checkpoint may come before they are known.
+        self._inflight: dict[tuple[str, str, str], set[asyncio.Future[None]]] = {}
 
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
@@ -155,7 +182,8 @@ class PooledPostgresSaver(AsyncPostgresSaver):
     # --- writes ------------------------------------------------------------------------------
 
     def _dump_value(
-        self, key: tuple[str, str, str], version: str, value: Any, learnt: list[tuple[Any, ...]]
+        self, key: tuple[str, str, str], version: str, value: Any, learnt: list[tuple[Any, ...]],
+        writes: list[_Write], parent_id: str | None,
     ) -> tuple[str, bytes | None]:
         if type(value) is not list:
             return self.serde.dumps_typed(value)
@@ -165,6 +193,12 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             return self.serde.dumps_typed(value)
         learnt.append((key, _Known(version, tuple(value), base.depth + 1, base.root)))
         inner, blob = self.serde.dumps_typed(value[len(base.elements):])
+        for w in writes:
+            # The tail is, byte for byte, a write of the step that made it (a node returning
+            # {"messages": [msg]}): the checkpoint refers to that row instead of a second copy.
+            if w.channel == key[2] and w.type == inner and w.blob == blob:
+                return (f"{REF_PREFIX}{base.version}:{base.root}:{parent_id}:{w.task_id}:"
+                        f"{w.idx}:{inner}", None)
         return f"{DELTA_PREFIX}{base.version}:{base.root}:{inner}", blob
 
     async def aput(
@@ -192,9 +226,14 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             else:
                 blobs[k] = values.pop(k)
         learnt: list[tuple[Any, ...]] = []
+        parent_key = (thread_id, checkpoint_ns, parent_id or "")
+        if pending := self._inflight.get(parent_key):
+            await asyncio.wait(list(pending))
+        writes = self._writes.get(parent_key, [])
         rows = [
             (thread_id, checkpoint_ns, k, str(ver),
-             *self._dump_value((thread_id, checkpoint_ns, k), str(ver), blobs[k], learnt))
+             *self._dump_value((thread_id, checkpoint_ns, k), str(ver), blobs[k], learnt,
+                               writes, parent_id))
             for k, ver in new_versions.items()
             if k in blobs
         ]
@@ -211,6 +250,54 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             self._remember(key, known)
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns,
                                  "checkpoint_id": checkpoint["id"]}}
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        # The parent's, serialised on the loop, learning which list writes it inserted: a write
+        # that was already there (the same task run twice, by a worker whose lease expired) holds
+        # other bytes than ours, and must not stand for our tail.
+        configurable = config["configurable"]
+        thread_id, ns = configurable["thread_id"], configurable["checkpoint_ns"]
+        checkpoint_id = configurable["checkpoint_id"]
+        params = self._dump_writes(thread_id, ns, checkpoint_id, task_id, task_path, writes)
+        if all(w[0] in WRITES_IDX_MAP for w in writes):
+            async with self._cursor(pipeline=True) as cur:
+                await cur.executemany(self.UPSERT_CHECKPOINT_WRITES_SQL, params)
+            return
+        lists = {p[5] for p, (_, v) in zip(params, writes, strict=True) if type(v) is list}
+        if not lists:
+            async with self._cursor(pipeline=True) as cur:
+                await cur.executemany(self.INSERT_CHECKPOINT_WRITES_SQL, params)
+            return
+        key = (thread_id, ns, checkpoint_id)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inflight.setdefault(key, set()).add(done)
+        try:
+            async with self._cursor(pipeline=True) as cur:
+                await cur.executemany(
+                    self.INSERT_CHECKPOINT_WRITES_SQL.rstrip() + " RETURNING idx", params,
+                    returning=True)
+                inserted: set[int] = set()
+                while True:
+                    inserted.update(r["idx"] for r in await cur.fetchall())
+                    if not cur.nextset():
+                        break
+            if mine := [_Write(p[6], p[7], p[8], task_id, p[5]) for p in params
+                        if p[5] in lists and p[5] in inserted]:
+                self._writes[key] = [*self._writes.pop(key, []), *mine]
+                while len(self._writes) > WRITE_CACHE_KEYS:
+                    self._writes.popitem(last=False)
+        finally:
+            done.set_result(None)
+            waiting = self._inflight[key]
+            waiting.discard(done)
+            if not waiting:
+                del self._inflight[key]
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -229,8 +316,16 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             version = str(versions[channel])
             links: list[tuple[str, bytes]] = []
             type_, blob = stored[version]
-            while type_.startswith(DELTA_PREFIX):
-                _, base, _root, inner = type_.split(":", 3)
+            while type_.startswith((DELTA_PREFIX, REF_PREFIX)):
+                if type_.startswith(REF_PREFIX):
+                    _, base, _root, ckpt, task, idx, inner = type_.split(":", 6)
+                    if blob is None:
+                        raise StorageError(
+                            f"checkpoint {value['checkpoint_id']}: the stored list of channel "
+                            f"{channel!r} misses the write {ckpt}/{task}/{idx}"
+                        )
+                else:
+                    _, base, _root, inner = type_.split(":", 3)
                 links.append((inner, blob))
                 if base not in stored:
                     raise StorageError(
