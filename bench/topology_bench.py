@@ -583,31 +583,50 @@ async def _checkpoint_run(dbs: Databases, steps: int, graph_id: str) -> dict[str
 
 
 async def _checkpoint_saver(dbs: Databases, steps: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    # langgraph's own saver, in this process: the same graph, no server.
+    """The same graph in this process, on langgraph's saver and on Dockyard's (its storage's
+    checkpointer): what a durable step costs without the server's streams and traces."""
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
+    from dockyard.storage import create_storage
+
+    out: dict[str, Any] = {}
     module = load_graphs_module()
-    with dbs.fresh("saver") as url:
-        async with AsyncPostgresSaver.from_conn_string(url) as saver:
-            await saver.setup()
-            graph = module.growing_builder.compile(checkpointer=saver)
-            await graph.ainvoke({"target": 2}, {"configurable": {"thread_id": "warm"}},
-                                durability="sync")
-            before = checkpoint_bytes(url)
-            started = time.perf_counter()
-            result = await graph.ainvoke(
-                {"target": steps},
-                {"configurable": {"thread_id": "t"}, "recursion_limit": steps + 10},
-                durability="sync",
-            )
-            elapsed = time.perf_counter() - started
-            after = checkpoint_bytes(url)
-    unique_saver = state_bytes(result["messages"])
-    disk = _sizes_delta(before, after)
-    out["langgraph_saver"] = {"ms_per_step": elapsed * 1000 / steps, "bytes": disk,
-                              "total_bytes": sum(disk.values()), "unique_bytes": unique_saver,
-                              "ratio": sum(disk.values()) / unique_saver["json"]}
+    for key in ("langgraph_saver", "dockyard_saver"):
+        with dbs.fresh("saver") as url:
+            async with contextlib.AsyncExitStack() as stack:
+                if key == "langgraph_saver":
+                    saver: Any = await stack.enter_async_context(
+                        AsyncPostgresSaver.from_conn_string(url))
+                    await saver.setup()
+                else:
+                    storage = create_storage(url, default_path=Path("unused"))
+                    await storage.open()
+                    stack.push_async_callback(storage.close)
+                    await storage.migrate()
+                    saver = storage.checkpointer
+                graph = module.growing_builder.compile(checkpointer=saver)
+                await graph.ainvoke({"target": 2}, {"configurable": {"thread_id": "warm"}},
+                                    durability="sync")
+                before = checkpoint_bytes(url)
+                started = time.perf_counter()
+                result = await graph.ainvoke(
+                    {"target": steps},
+                    {"configurable": {"thread_id": "t"}, "recursion_limit": steps + 10},
+                    durability="sync",
+                )
+                elapsed = time.perf_counter() - started
+                read_ms = []
+                for _ in range(5):
+                    t0 = time.perf_counter()
+                    await saver.aget_tuple({"configurable": {"thread_id": "t", "checkpoint_ns": ""}})
+                    read_ms.append((time.perf_counter() - t0) * 1000)
+                after = checkpoint_bytes(url)
+        unique = state_bytes(result["messages"])
+        disk = _sizes_delta(before, after)
+        out[key] = {"ms_per_step": elapsed * 1000 / steps, "bytes": disk,
+                    "total_bytes": sum(disk.values()), "unique_bytes": unique,
+                    "ratio": sum(disk.values()) / unique["json"],
+                    "read_ms": statistics.median(read_ms)}
     return out
 
 
@@ -776,14 +795,16 @@ def render(report: dict[str, Any]) -> str:
     ck = report.get("checkpoint", {})
     if ck.get("ok"):
         out += ["", f"| checkpoints: {ck['steps']}-step run, +2 KB message a step, durability=sync "
-                "| ms/step | checkpoint tables (MB) | unique state (KB) | disk / state |",
-                "|---|---|---|---|---|"]
+                "| ms/step | checkpoint tables (MB) | unique state (KB) | disk / state "
+                "| read latest (ms) |", "|---|---|---|---|---|---|"]
         for key, label in (("dockyard", "Dockyard run path (API + worker, PostgreSQL)"),
                            ("dockyard_delta", "Dockyard run path, the list in a DeltaChannel"),
-                           ("langgraph_saver", "langgraph AsyncPostgresSaver, in-process")):
+                           ("langgraph_saver", "langgraph AsyncPostgresSaver, in-process"),
+                           ("dockyard_saver", "Dockyard's PostgreSQL checkpointer, in-process")):
             r = ck[key]
-            out.append(f"| {label} | {r['ms_per_step']:.2f} | {r['total_bytes'] / 1e6:.1f} | "
-                       f"{r['unique_bytes']['json'] / 1e3:.0f} | {r['ratio']:.0f}x |")
+            read = f"{r['read_ms']:.1f}" if "read_ms" in r else ""
+            out.append(f"| {label} | {r['ms_per_step']:.2f} | {r['total_bytes'] / 1e6:.2f} | "
+                       f"{r['unique_bytes']['json'] / 1e3:.0f} | {r['ratio']:.1f}x | {read} |")
     elif ck:
         out += ["", f"checkpoint section failed: {ck.get('error')}"]
 

@@ -194,6 +194,10 @@ async def test_prune_and_rollback_keep_the_bases_a_kept_value_needs(
     assert contents((await view.aget_state(cfg("t"))).values["messages"]) == expected(6)
     assert len(await blob_rows(writer, "t", "messages")) == 6
 
+    # A copy carries the chains and the writes they refer to.
+    await writer.copy_checkpoints("t", "early-copy")
+    assert contents((await view.aget_state(cfg("early-copy"))).values["messages"]) == expected(6)
+
     # keep_latest deletes every other checkpoint and its writes, but not the chain under the
     # latest value: the links that referred to deleted writes took their bytes first.
     assert any(r["type"].startswith(REF_PREFIX) for r in await blob_rows(writer, "t", "messages"))

@@ -371,6 +371,15 @@ class PostgresStorage(Storage):
             applied = await super().migrate()
             try:
                 await self.checkpointer.setup()
+                async with self._connection() as conn:
+                    # langgraph indexes thread_id on its three tables, where the primary keys
+                    # already start with it. With no statistics yet (a new database) the planner
+                    # takes the narrower index and filters the whole thread's rows for every
+                    # write or link it looks up (quadratic in a thread's steps); without it,
+                    # every lookup is the primary key's, and the tables are smaller.
+                    await conn.execute(
+                        "DROP INDEX IF EXISTS checkpoints_thread_id_idx,"
+                        " checkpoint_blobs_thread_id_idx, checkpoint_writes_thread_id_idx")
             except psycopg.Error as exc:
                 raise _translate(exc) from exc
         return applied

@@ -62,10 +62,12 @@ REF_PREFIX = "dyref:"  # dyref:<base>:<root>:<checkpoint>:<task>:<idx>:<serde ty
 MAX_CHAIN = 1000
 # (thread, namespace, channel) keys whose last values this process remembers. A miss costs one
 # whole value, never correctness.
-CACHE_KEYS = 512
+CACHE_KEYS = 128
 _ENTRIES_PER_KEY = 2
-# (thread, namespace, checkpoint) keys whose list writes this process inserted.
+# The list writes this process inserted, by (thread, namespace, checkpoint): the last few
+# checkpoints' and at most so many bytes.
 WRITE_CACHE_KEYS = 256
+WRITE_CACHE_BYTES = 16 << 20
 
 SELECT_SQL = """
 select
@@ -147,6 +149,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         self.pool = pool
         self._known: OrderedDict[tuple[str, str, str], list[_Known]] = OrderedDict()
         self._writes: OrderedDict[tuple[str, str, str], list[_Write]] = OrderedDict()
+        self._writes_bytes = 0
         # Writes on their way to the database, by checkpoint: the loop saves a step's writes
         # in the background, so the next checkpoint may come before they are known.
         self._inflight: dict[tuple[str, str, str], set[asyncio.Future[None]]] = {}
@@ -290,8 +293,11 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             if mine := [_Write(p[6], p[7], p[8], task_id, p[5]) for p in params
                         if p[5] in lists and p[5] in inserted]:
                 self._writes[key] = [*self._writes.pop(key, []), *mine]
-                while len(self._writes) > WRITE_CACHE_KEYS:
-                    self._writes.popitem(last=False)
+                self._writes_bytes += sum(len(w.blob) for w in mine)
+                while self._writes and (len(self._writes) > WRITE_CACHE_KEYS
+                                        or self._writes_bytes > WRITE_CACHE_BYTES):
+                    _, gone = self._writes.popitem(last=False)
+                    self._writes_bytes -= sum(len(w.blob) for w in gone)
         finally:
             done.set_result(None)
             waiting = self._inflight[key]
