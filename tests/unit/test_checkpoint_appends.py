@@ -161,6 +161,33 @@ async def test_a_replaced_message_stores_the_list_whole(
     assert contents(state.values["messages"]) == [*want, "next"]
 
 
+async def test_a_message_edited_in_place_and_returned_is_saved(
+    storages: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    """A node that edits a stored message in place and returns it (add_messages puts it back
+    where it was, the same object): the list is stored whole, so the edit is not lost."""
+    writer, reader = storages
+
+    def edit(state: State) -> dict[str, Any]:
+        first = state["messages"][0]
+        first.content = "edited in place"
+        return {"messages": [first, AIMessage(content="added", id="new")]}
+
+    g = StateGraph(State)
+    g.add_node("grow", grow)
+    g.add_node("edit", edit)
+    g.add_edge(START, "grow")
+    g.add_conditional_edges("grow", lambda st: "edit" if more(st) == END else "grow",
+                            ["grow", "edit"])
+    g.add_edge("edit", END)
+    out = await g.compile(checkpointer=writer.checkpointer).ainvoke(
+        {"target": 3}, cfg("t"), durability="sync")
+    assert contents(out["messages"]) == ["edited in place", *expected(3)[1:], "added"]
+    assert not is_link((await blob_rows(writer, "t", "messages"))[-1]["type"])
+    state = await build().compile(checkpointer=reader.checkpointer).aget_state(cfg("t"))
+    assert contents(state.values["messages"]) == ["edited in place", *expected(3)[1:], "added"]
+
+
 async def test_a_fork_from_an_old_checkpoint_appends_to_that_checkpoint(
     storages: tuple[PostgresStorage, PostgresStorage],
 ) -> None:

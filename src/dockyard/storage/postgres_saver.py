@@ -153,6 +153,8 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         # Writes on their way to the database, by checkpoint: the loop saves a step's writes
         # in the background, so the next checkpoint may come before they are known.
         self._inflight: dict[tuple[str, str, str], set[asyncio.Future[None]]] = {}
+        # The objects each checkpoint's tasks wrote, by channel (kept alive, so ids stay theirs).
+        self._written: OrderedDict[tuple[str, str, str], dict[str, list[Any]]] = OrderedDict()
 
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
@@ -186,11 +188,18 @@ class PooledPostgresSaver(AsyncPostgresSaver):
 
     def _dump_value(
         self, key: tuple[str, str, str], version: str, value: Any, learnt: list[tuple[Any, ...]],
-        writes: list[_Write], parent_id: str | None,
+        writes: list[_Write], parent_id: str | None, written: dict[str, list[Any]],
     ) -> tuple[str, bytes | None]:
         if type(value) is not list:
             return self.serde.dumps_typed(value)
         base = self._base_for(key, value)
+        if base is not None and (objects := written.get(key[2])):
+            # A task wrote an object that is already in the stored part (a message edited in
+            # place and returned, which add_messages puts back where it was): its stored bytes
+            # may be stale, so the value is stored whole.
+            ids = {id(o) for o in objects}
+            if any(id(x) in ids for x in value[:len(base.elements)]):
+                base = None
         if base is None:
             learnt.append((key, _Known(version, tuple(value), 0, version)))
             return self.serde.dumps_typed(value)
@@ -233,10 +242,11 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         if pending := self._inflight.get(parent_key):
             await asyncio.wait(list(pending))
         writes = self._writes.get(parent_key, [])
+        written = self._written.get(parent_key, {})
         rows = [
             (thread_id, checkpoint_ns, k, str(ver),
              *self._dump_value((thread_id, checkpoint_ns, k), str(ver), blobs[k], learnt,
-                               writes, parent_id))
+                               writes, parent_id, written))
             for k, ver in new_versions.items()
             if k in blobs
         ]
@@ -248,9 +258,12 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                 (thread_id, checkpoint_ns, checkpoint["id"], parent_id, Jsonb(copy),
                  Jsonb(get_serializable_checkpoint_metadata(config, metadata))),
             )
-        # Only once stored may a value serve as a base.
+        # Only once stored may a value serve as a base. The step's writes are spent.
         for key, known in learnt:
             self._remember(key, known)
+        self._written.pop(parent_key, None)
+        if self._writes_bytes and (gone := self._writes.pop(parent_key, None)):
+            self._writes_bytes -= sum(len(w.blob) for w in gone)
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns,
                                  "checkpoint_id": checkpoint["id"]}}
 
@@ -268,6 +281,14 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         thread_id, ns = configurable["thread_id"], configurable["checkpoint_ns"]
         checkpoint_id = configurable["checkpoint_id"]
         params = self._dump_writes(thread_id, ns, checkpoint_id, task_id, task_path, writes)
+        key = (thread_id, ns, checkpoint_id)
+        # Before the first await: the loop starts this before the next checkpoint's aput.
+        by_channel = self._written.pop(key, {})
+        for channel, v in writes:
+            by_channel.setdefault(channel, []).extend(v if type(v) is list else [v])
+        self._written[key] = by_channel
+        while len(self._written) > WRITE_CACHE_KEYS:
+            self._written.popitem(last=False)
         if all(w[0] in WRITES_IDX_MAP for w in writes):
             async with self._cursor(pipeline=True) as cur:
                 await cur.executemany(self.UPSERT_CHECKPOINT_WRITES_SQL, params)
@@ -277,7 +298,6 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             async with self._cursor(pipeline=True) as cur:
                 await cur.executemany(self.INSERT_CHECKPOINT_WRITES_SQL, params)
             return
-        key = (thread_id, ns, checkpoint_id)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._inflight.setdefault(key, set()).add(done)
         try:
