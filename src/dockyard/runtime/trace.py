@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 import traceback
@@ -28,6 +27,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+import xxhash
 from langchain_core.callbacks import BaseCallbackHandler
 
 from dockyard.serde import json_dumps
@@ -46,7 +46,9 @@ def capture(value: Any, limit: int) -> tuple[Any, str | None]:
         raw = json_dumps(value)
     except Exception:  # a value no encoder knows: its repr says enough for a trace
         raw = json_dumps(repr(value))
-    digest = hashlib.blake2b(raw, digest_size=8).hexdigest()
+    # Not a security hash: it tells equal values apart from different ones. xxh3 hashes a
+    # 600 KB state in ~0.02 ms where blake2b took ~1 ms, at every node of a long thread.
+    digest = xxhash.xxh3_64_hexdigest(raw)
     if len(raw) <= limit:
         return orjson.Fragment(raw), digest
     return {"__truncated__": True, "bytes": len(raw),
