@@ -18,17 +18,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.errors import UniqueViolation
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -140,6 +143,28 @@ def _translate(exc: psycopg.Error) -> DockyardError:
     return StorageError(f"PostgreSQL error: {exc}")
 
 
+def _json_dumps(obj: Any) -> bytes | str:
+    # orjson where it can (3-10x faster than json.dumps on a checkpoint and its metadata, which
+    # langgraph's saver sends as Jsonb at every step); json.dumps, as before, where it cannot.
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return json.dumps(obj)
+
+
+def _json_loads(data: bytes | str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:  # e.g. an integer beyond 64 bits, which json.loads reads
+        return json.loads(data)
+
+
+async def _configure(conn: Conn) -> None:
+    """Each pool connection adapts JSON with orjson (the checkpointer's Jsonb values)."""
+    set_json_dumps(_json_dumps, conn)
+    set_json_loads(_json_loads, conn)
+
+
 class PostgresStorage(Storage):
     dialect = "postgres"
     checkpoint_run_id_sql = "metadata ->> 'run_id'"
@@ -205,6 +230,7 @@ class PostgresStorage(Storage):
             # autocommit and dict rows: what langgraph's saver expects of the connections.
             kwargs={"autocommit": True, "row_factory": dict_row},
             connection_class=AsyncConnection[DictRow],
+            configure=_configure,
             open=False,
             name="dockyard",
         )
