@@ -55,20 +55,29 @@ def _ignore_spec(root: Path) -> pathspec.PathSpec:
 def collect_files(root: Path) -> list[str]:
     """The project's files to bundle, as sorted POSIX paths relative to ``root``.
 
-    Honours ``.gitignore`` and ``.dockyardignore`` at the project root (gitignore syntax) and
-    always leaves out ``ALWAYS_EXCLUDED``. Symbolic links are kept as links when they point
-    inside the project; a link pointing outside is an error (the server would refuse it).
+    Honours ``.gitignore`` and ``.dockyardignore`` (gitignore syntax) at the project root and,
+    as git does, in its subdirectories, for the paths below them (a nested file can exclude,
+    not re-include what a parent's excludes), and always leaves out ``ALWAYS_EXCLUDED``.
+    Symbolic links are kept as links when they point inside the project; a link pointing
+    outside is an error (the server would refuse it).
     """
     root = root.resolve()
-    spec = _ignore_spec(root)
+    specs: dict[str, pathspec.PathSpec] = {"": _ignore_spec(root)}
+
+    def ignored(rel: str) -> bool:
+        return any(rel.startswith(base) and spec.match_file(rel[len(base):])
+                   for base, spec in specs.items())
+
     out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         prefix = "" if rel_dir == "." else rel_dir + "/"
+        if prefix and any(name in filenames for name in IGNORE_FILES):
+            specs[prefix] = _ignore_spec(Path(dirpath))
         keep = []
         for d in sorted(dirnames):
             rel = prefix + d
-            if d in ALWAYS_EXCLUDED or spec.match_file(rel + "/"):
+            if d in ALWAYS_EXCLUDED or ignored(rel + "/"):
                 continue
             if (Path(dirpath) / d).is_symlink():  # os.walk does not descend into it
                 out.append(rel)
@@ -77,7 +86,7 @@ def collect_files(root: Path) -> list[str]:
         dirnames[:] = keep
         for f in filenames:
             rel = prefix + f
-            if f in ALWAYS_EXCLUDED or spec.match_file(rel):
+            if f in ALWAYS_EXCLUDED or ignored(rel):
                 continue
             out.append(rel)
     for rel in out:

@@ -84,6 +84,12 @@ def test_wrong_types(http: httpx.Client) -> None:
     detail(http.put("/store/items", json={"namespace": ["a.b"], "key": "k", "value": {}}), 422)
     detail(http.put("/store/items", json={"namespace": ["a"], "key": "k", "value": {},
                                           "ttl": -1}), 422)
+    # JSON booleans only: 0, 0.0 or "false" is not a boolean (found by the schema fuzzer).
+    for value in (0, 0.0, "false"):
+        assert "enabled" in detail(http.post("/runs/crons/count", json={"enabled": value}), 422)
+    assert http.post("/runs/crons/count", json={"enabled": False}).status_code == 200
+    assert "subgraphs" in detail(http.post("/runs/wait", json={"assistant_id": "three_steps",
+                                                               "subgraphs": 1}), 422)
 
 
 @pytest.mark.parametrize(

@@ -125,6 +125,16 @@ def test_bundle_honours_ignore_files_and_is_deterministic(tmp_path: Path) -> Non
     os.symlink("pkg/m.py", root / "alias.py")
     assert collect_files(root) == [".dockyardignore", ".gitignore", "alias.py", "g.py",
                                    "langgraph.json", "pkg/m.py"]
+    # A nested ignore file applies below its directory, as in git.
+    (root / "tools" / "venv" / "bin").mkdir(parents=True)
+    (root / "tools" / ".gitignore").write_text("venv/\n*.tmp\n")
+    (root / "tools" / "run.py").write_text("x")
+    (root / "tools" / "scratch.tmp").write_text("x")
+    (root / "scratch.tmp").write_text("x")  # not below tools/: kept
+    os.symlink("/usr/bin/python3", root / "tools" / "venv" / "bin" / "python")
+    assert collect_files(root) == [".dockyardignore", ".gitignore", "alias.py", "g.py",
+                                   "langgraph.json", "pkg/m.py", "scratch.tmp",
+                                   "tools/.gitignore", "tools/run.py"]
     first = build_archive(root)
     os.utime(root / "g.py", (1, 1))  # timestamps do not matter
     assert build_archive(root) == first

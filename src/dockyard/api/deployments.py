@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from dockyard.api.deps import app_of, authorize
 from dockyard.services.auth import Principal
@@ -34,7 +34,7 @@ class MigrateThreads(Strict):
     to: str = Field(min_length=1, max_length=64)
     thread_ids: list[str] | None = Field(default=None, max_length=1000)
     from_revision: str | None = Field(default=None, max_length=64)
-    dry_run: bool = False
+    dry_run: StrictBool = False
 
 
 class RevisionEnv(Strict):

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from dockyard.errors import InvalidInput
 
@@ -179,7 +179,7 @@ class ThreadPrune(Body):
 
 class StateCheckpoint(Body):
     checkpoint: dict[str, Any]
-    subgraphs: bool = False
+    subgraphs: StrictBool = False
     select: StateSelect = None
 
 
@@ -209,14 +209,14 @@ class RunCreate(Body):
     context: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     stream_mode: StreamModeT | None = None
-    stream_subgraphs: bool | None = None
-    stream_resumable: bool | None = None
+    stream_subgraphs: StrictBool | None = None
+    stream_resumable: StrictBool | None = None
     interrupt_before: str | list[str] | None = None
     interrupt_after: str | list[str] | None = None
     webhook: str | None = None
     checkpoint: dict[str, Any] | None = None
     checkpoint_id: str | None = None
-    checkpoint_during: bool | None = None
+    checkpoint_during: StrictBool | None = None
     multitask_strategy: Literal["reject", "interrupt", "rollback", "enqueue"] | None = None
     if_not_exists: Literal["create", "reject"] | None = None
     on_disconnect: Literal["cancel", "continue"] | None = None
@@ -226,7 +226,7 @@ class RunCreate(Body):
     priority: int | None = Field(None, ge=-100, le=100)
     feedback_keys: list[str] | None = None
     langsmith_tracer: dict[str, Any] | None = None
-    strict_resume: bool | None = None
+    strict_resume: StrictBool | None = None
 
     def to_payload(self) -> dict[str, Any]:
         reject_unsupported(
@@ -269,7 +269,7 @@ class StoreSearch(Body):
     limit: Limit = 10
     offset: Offset = 0
     query: str | None = None
-    refresh_ttl: bool | None = None
+    refresh_ttl: StrictBool | None = None
 
 
 class StoreNamespaces(Body):
@@ -303,18 +303,18 @@ class _CronFields(Body):
     multitask_strategy: Literal["reject", "interrupt", "rollback", "enqueue"] | None = None
     on_run_completed: Literal["delete", "keep"] | None = None
     end_time: datetime | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     timezone: str | None = None
     stream_mode: StreamModeT | None = None
-    stream_subgraphs: bool | None = None
-    stream_resumable: bool | None = None
+    stream_subgraphs: StrictBool | None = None
+    stream_resumable: StrictBool | None = None
     durability: Literal["sync", "async", "exit"] | None = None
 
 
 class CronCreate(_CronFields):
     assistant_id: str
     schedule: str
-    checkpoint_during: bool | None = None
+    checkpoint_during: StrictBool | None = None
 
     def run_payload(self) -> dict[str, Any]:
         """The run fields each tick's run is created with (``checkpoint_during`` is the
@@ -338,7 +338,7 @@ class CronPatch(_CronFields):
 class CronSearch(Body):
     assistant_id: str | None = None
     thread_id: str | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     metadata: dict[str, Any] | None = None
     limit: Limit = 10
     offset: Offset = 0
@@ -351,5 +351,5 @@ class CronSearch(Body):
 class CronCount(Body):
     assistant_id: str | None = None
     thread_id: str | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     metadata: dict[str, Any] | None = None
