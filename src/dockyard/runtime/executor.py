@@ -296,11 +296,10 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
             # Internal event (never sent to clients): what `wait`/`join` return, even when a
             # stateless run's thread is already deleted.
             try:
-                await bus.publish(
-                    run_id, RESULT_EVENT, json_dumps({"status": status, "values": final_values})
-                )
-                await bus.publish(run_id, "end", b"null")
-                await bus.close(run_id)
+                await bus.finish(run_id, [
+                    (RESULT_EVENT, json_dumps({"status": status, "values": final_values})),
+                    ("end", b"null"),
+                ])
             except DockyardError as exc:
                 # The outcome is already in storage; streams will notice the run is finished
                 # (join falls back to the thread's values) rather than the run being retried.

@@ -343,10 +343,10 @@ class RunService:
             # Its executor never ran: the thread's protocol subscribers learn it ended here.
             await ProtocolPublisher(self.bus, row["thread_id"], run_id,
                                     row.get("graph_id") or row["assistant_id"]).finished("cancelled")
-        await self.bus.publish(run_id, RESULT_EVENT, json_dumps({"status": "interrupted",
-                                                                 "values": None}))
-        await self.bus.publish(run_id, "end", b"null")
-        await self.bus.close(run_id)
+        await self.bus.finish(run_id, [
+            (RESULT_EVENT, json_dumps({"status": "interrupted", "values": None})),
+            ("end", b"null"),
+        ])
         remaining = await self.queue.active_for_thread(tenant, row["thread_id"])
         if not [r for r in remaining if r["run_id"] != run_id]:
             thread = await self.threads.repo.get(tenant, row["thread_id"])
