@@ -191,3 +191,26 @@ async def test_a_run_that_stops_at_an_interrupt_reads_its_final_state(app: Docky
     assert row["status"] == "success"
     thread_row = await app.threads.get("default", thread["thread_id"])
     assert thread_row["values"]["steps"] == ["s1", "s2", "s3"]
+
+
+async def test_run_creation_wakes_other_processes_in_its_transaction(
+    app: Dockyard, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The NOTIFY goes with the run's rows (PostgreSQL delivers it at commit): no
+    transaction of its own."""
+    sent: list[tuple[bool, str]] = []
+    alone: list[str] = []
+
+    async def notify_in(tx: Any, kind: str = "") -> None:
+        sent.append((tx is not None, kind))
+
+    async def notify(kind: str = "") -> None:
+        alone.append(kind)
+
+    monkeypatch.setattr(app.storage, "notify_runs_in", notify_in)
+    monkeypatch.setattr(app.storage, "notify_runs", notify)
+    monkeypatch.setattr(app.storage, "dialect", "postgres")  # as far as the wake-ups go
+    thread = await app.threads.create("default")
+    await app.runs.create("default", thread["thread_id"], {"assistant_id": "g",
+                                                           "input": {"steps": []}})
+    assert (sent, alone) == ([(True, "base")], [])
