@@ -132,16 +132,19 @@ class QueueOverview:
         self.db = db
 
     async def overview(self, tenant: str, *, limit: int = 50) -> dict[str, Any]:
-        depth = await self.db.fetchall(
-            "SELECT status, priority, COUNT(*) AS n FROM runs WHERE tenant_id = ?"
-            " AND status IN ('pending', 'running') GROUP BY status, priority"
-            " ORDER BY status, priority DESC", (tenant,))
         cols = ("run_id, thread_id, assistant_id, graph_id, status, priority, attempts,"
                 " worker_id, lease_until, available_at, started_at, ended_at, created_at,"
                 " updated_at")
         running = await self.db.fetchall(
             f"SELECT {cols} FROM runs WHERE tenant_id = ? AND status = 'running'"
             " ORDER BY started_at LIMIT ?", (tenant, limit))
+        # Counted after the running runs are listed (the reads are separate snapshots): a run
+        # claimed in between is then counted as running, not listed as running but counted
+        # as pending.
+        depth = await self.db.fetchall(
+            "SELECT status, priority, COUNT(*) AS n FROM runs WHERE tenant_id = ?"
+            " AND status IN ('pending', 'running') GROUP BY status, priority"
+            " ORDER BY status, priority DESC", (tenant,))
         pending = await self.db.fetchall(
             f"SELECT {cols} FROM runs WHERE tenant_id = ? AND status = 'pending'"
             " ORDER BY priority DESC, created_at LIMIT ?", (tenant, limit))
