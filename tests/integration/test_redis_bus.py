@@ -196,6 +196,17 @@ async def test_subscribers_see_the_same_sequence(pair: Pair) -> None:
     assert a == b == c and len(a) == 21
 
 
+async def test_finish_publishes_the_last_events_then_closes(pair: Pair) -> None:
+    worker, api = pair
+    run = new_run()
+    await worker.publish(run, "metadata", b"{}")
+    await worker.finish(run, [("values", b"1"), ("end", b"null")])
+    assert await api.is_closed(run)
+    got = await collect(api.subscribe(run))
+    assert [(ev.event, ev.data) for ev in got] == [
+        ("metadata", b"{}"), ("values", b"1"), ("end", b"null")]
+
+
 async def test_close_and_is_closed(pair: Pair) -> None:
     worker, api = pair
     run = new_run()
@@ -264,14 +275,97 @@ async def test_event_ids_are_stream_ids_and_events_live_in_the_runs_stream(rbuse
 
 
 async def test_close_sets_a_ttl_and_publish_an_idle_ttl(rbuses: RedisBuses) -> None:
-    bus = rbuses.new(closed_ttl=7, idle_ttl=3600)
+    bus = rbuses.new(closed_ttl=7, idle_ttl=3600, ttl_refresh=60)
     run = new_run()
     await bus.publish(run, "metadata", b"{}")
     with rbuses.client() as c:
-        assert 7 < c.ttl(bus.events_key(run)) <= 3600
+        # At least the idle TTL after the last event, however late in the refresh period.
+        assert 3600 < c.ttl(bus.events_key(run)) <= 3660
         await bus.close(run)
         assert 0 < c.ttl(bus.events_key(run)) <= 7
         assert 0 < c.ttl(bus.closed_key(run)) <= 7
+
+
+async def test_the_idle_ttl_is_set_once_per_refresh_period_not_per_event(
+    rbuses: RedisBuses,
+) -> None:
+    bus = rbuses.new(idle_ttl=3600, ttl_refresh=1)
+    run = new_run()
+    key = bus.events_key(run)
+    with rbuses.client() as c:
+        await bus.publish(run, "metadata", b"{}")
+        assert c.ttl(key) > 3600
+        c.persist(key)  # what an EXPIRE sent with the next events would undo
+        await publish_all(bus, run, 3, close=False)
+        assert c.ttl(key) == -1
+        await asyncio.sleep(1.1)
+        # The refresh is due: the next event sets the TTL again, so a stream whose worker
+        # dies mid-run (no close) still expires.
+        await bus.publish(run, "values", b"{}")
+        assert 3600 < c.ttl(key) <= 3601
+        c.persist(key)
+        await bus.publish(run, "values", b"{}")
+        assert c.ttl(key) == -1
+
+
+async def test_each_process_sets_the_idle_ttl_of_a_stream_at_its_first_publish(
+    rbuses: RedisBuses,
+) -> None:
+    # A thread's channel gets events from the workers of its successive runs.
+    first, second = rbuses.new(idle_ttl=3600), rbuses.new(idle_ttl=3600)
+    channel = new_run()
+    key = first.events_key(channel)
+    with rbuses.client() as c:
+        await first.publish(channel, "values", b"{}")
+        c.persist(key)
+        await second.publish(channel, "values", b"{}")
+        assert c.ttl(key) > 3600
+
+
+async def test_after_a_connection_failure_the_next_publish_sets_the_idle_ttl_again(
+    rbuses: RedisBuses,
+) -> None:
+    # Redis may have restarted without the keys; the next XADD recreates a stream with no TTL.
+    bus = rbuses.new(idle_ttl=3600, ttl_refresh=3600)
+    run = new_run()
+    key = bus.events_key(run)
+    await bus.publish(run, "metadata", b"{}")
+    failures = [redis.ConnectionError("Connection reset by peer")]
+
+    async def flaky() -> bool:
+        if failures:
+            raise failures.pop()
+        return True
+
+    assert await bus._retrying("ping", run, flaky)
+    with rbuses.client() as c:
+        c.persist(key)
+        await bus.publish(run, "values", b"{}")
+        assert c.ttl(key) > 3600
+
+
+async def test_finish_appends_the_last_events_and_closes_in_one_round_trip(
+    rbuses: RedisBuses,
+) -> None:
+    bus, api = rbuses.new(closed_ttl=7), rbuses.new()
+    run = new_run()
+    await bus.publish(run, "metadata", b"{}")
+    sub = asyncio.create_task(collect(api.subscribe(run)))
+    calls: list[str] = []
+    real = bus._retrying
+
+    async def counting(op: str, run_id: str, call: Any) -> Any:
+        calls.append(op)
+        return await real(op, run_id, call)
+
+    bus._retrying = counting  # type: ignore[method-assign]
+    await bus.finish(run, [("__result__", b'{"status":"success"}'), ("end", b"null")])
+    assert calls == ["close"]
+    assert [(ev.event, ev.data) for ev in await sub] == [
+        ("metadata", b"{}"), ("__result__", b'{"status":"success"}'), ("end", b"null")]
+    assert await api.is_closed(run)
+    with rbuses.client() as c:
+        assert 0 < c.ttl(bus.events_key(run)) <= 7
 
 
 async def test_stream_length_is_capped(rbuses: RedisBuses) -> None:

@@ -510,6 +510,41 @@ async def test_notify_wakes_listeners_across_processes_and_survives_a_lost_conne
 
 
 @postgres_only
+async def test_a_notify_in_a_transaction_is_sent_by_its_commit_only(
+    new_database: NewDatabase,
+) -> None:
+    """Run creation sends its wake-up with the run's rows (``notify_runs_in``): a worker
+    woken by it finds the run, and a rolled-back creation wakes nobody."""
+    url = new_database()
+    api, worker = PostgresStorage(url), PostgresStorage(url)
+    await api.open()
+    await worker.open()
+    kinds: list[str] = []
+    woken = asyncio.Event()
+
+    def heard(kind: str) -> None:
+        kinds.append(kind)
+        woken.set()
+
+    try:
+        await worker.listen_runs(heard)
+        with pytest.raises(RuntimeError):
+            async with api.transaction() as tx:
+                await api.notify_runs_in(tx, "rolled-back")
+                raise RuntimeError("the run's write failed")
+        async with api.transaction() as tx:
+            await api.notify_runs_in(tx, "base")
+            await asyncio.sleep(0.3)
+            assert not woken.is_set()  # not before the commit
+        await asyncio.wait_for(woken.wait(), 5)
+        await asyncio.sleep(0.1)
+        assert kinds == ["base"]
+    finally:
+        await api.close()
+        await worker.close()
+
+
+@postgres_only
 async def test_caps_hold_across_processes(new_database: NewDatabase) -> None:
     """Tenant and assistant caps are check-then-act: claimers in several processes (here:
     pools) racing for one tenant never run more than the cap at once."""

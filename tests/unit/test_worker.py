@@ -137,3 +137,80 @@ async def test_graceful_stop_releases_unfinished_runs_and_they_resume(app: Docky
         assert thread_row["values"]["steps"] == ["s1", "s2", "s3"]  # s1 did not run again
     finally:
         await successor.stop()
+
+
+async def _run_to_end(app: Dockyard, thread_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    run = await app.runs.create("default", thread_id, {"assistant_id": "g", **payload})
+    row = await _wait_status(app, run["run_id"], "success", "error", "interrupted")
+    assert row["status"] in ("success", "interrupted"), row
+    return row
+
+
+async def test_a_first_claim_reads_only_the_graphs_own_checkpoint(
+    app: Dockyard, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No resume check (nothing of the run ran before) and no final state read (the run's
+    stream reported its last checkpoint); the trace's base comes from the stream too."""
+    thread = await app.threads.create("default")
+    first = await _run_to_end(app, thread["thread_id"], {"input": {"steps": []}})
+    saver = app.storage.checkpointer
+    reads: list[Any] = []
+    real = saver.aget_tuple
+
+    async def counted(config: Any) -> Any:
+        reads.append(config)
+        return await real(config)
+
+    monkeypatch.setattr(saver, "aget_tuple", counted)
+    second = await _run_to_end(app, thread["thread_id"], {"input": {"steps": ["again"]}})
+    assert len(reads) == 1
+    monkeypatch.undo()
+    thread_row = await app.threads.get("default", thread["thread_id"])
+    assert thread_row["status"] == "idle"
+    assert thread_row["values"]["steps"] == ["s1", "s2", "s3", "again", "s1", "s2", "s3"]
+    history = await app.storage.checkpointer.aget_tuple(
+        {"configurable": {"thread_id": thread["thread_id"], "checkpoint_ns": ""}})
+    assert history is not None and history.metadata["run_id"] == second["run_id"]
+    bases = [(await app.deps.traces.header("default", r["run_id"]) or {}).get("base_checkpoint_id")
+             for r in (first, second)]
+    of_first = [c async for c in app.storage.checkpointer.alist(
+        {"configurable": {"thread_id": thread["thread_id"]}}, filter={"run_id": first["run_id"]},
+        limit=1)]
+    assert bases == [None, of_first[0].config["configurable"]["checkpoint_id"]]
+
+
+async def test_a_run_that_stops_at_an_interrupt_reads_its_final_state(app: Dockyard) -> None:
+    thread = await app.threads.create("default")
+    row = await _run_to_end(app, thread["thread_id"],
+                            {"input": {"steps": []}, "interrupt_before": ["s2"]})
+    assert row["status"] == "interrupted"
+    thread_row = await app.threads.get("default", thread["thread_id"])
+    assert thread_row["status"] == "interrupted"
+    assert thread_row["values"]["steps"] == ["s1"]
+    row = await _run_to_end(app, thread["thread_id"], {"input": None})
+    assert row["status"] == "success"
+    thread_row = await app.threads.get("default", thread["thread_id"])
+    assert thread_row["values"]["steps"] == ["s1", "s2", "s3"]
+
+
+async def test_run_creation_wakes_other_processes_in_its_transaction(
+    app: Dockyard, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The NOTIFY goes with the run's rows (PostgreSQL delivers it at commit): no
+    transaction of its own."""
+    sent: list[tuple[bool, str]] = []
+    alone: list[str] = []
+
+    async def notify_in(tx: Any, kind: str = "") -> None:
+        sent.append((tx is not None, kind))
+
+    async def notify(kind: str = "") -> None:
+        alone.append(kind)
+
+    monkeypatch.setattr(app.storage, "notify_runs_in", notify_in)
+    monkeypatch.setattr(app.storage, "notify_runs", notify)
+    monkeypatch.setattr(app.storage, "dialect", "postgres")  # as far as the wake-ups go
+    thread = await app.threads.create("default")
+    await app.runs.create("default", thread["thread_id"], {"assistant_id": "g",
+                                                           "input": {"steps": []}})
+    assert (sent, alone) == ([(True, "base")], [])

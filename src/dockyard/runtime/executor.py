@@ -2,8 +2,14 @@
 
 Crash recovery rests on one check: if the thread's latest checkpoint was written by this run,
 the run had started before the process died, so it resumes from that checkpoint (input None)
-and LangGraph re-runs only the tasks that had not finished. Runs default to ``durability=sync``
-so a step's checkpoint is on disk before the next step starts.
+and LangGraph re-runs only the tasks that had not finished. Only a run claimed before can have
+written one, so a run's first claim skips the check (``first_claim``). Runs default to
+``durability=sync`` so a step's checkpoint is on disk before the next step starts.
+
+The run's own stream reports its root checkpoints (LangGraph's ``checkpoints`` mode, added to
+the modes the client asked for and not published unless asked): the first tells where the run
+started (its trace's base checkpoint), the last, when nothing is left to run, is the thread's
+final state. Neither is read back from the checkpointer then (``CheckpointWatch``).
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ import logging
 import traceback
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from langchain_core._api import LangChainBetaWarning
+from langgraph.channels.untracked_value import UntrackedValue
 from langgraph.types import Command, Send
 
 from dockyard.errors import DockyardError
@@ -31,7 +38,7 @@ from dockyard.runtime.trace import TraceRecorder
 from dockyard.runtime.tracing import run_span
 from dockyard.serde import json_dumps, to_jsonable
 from dockyard.storage.base import Storage, utcnow
-from dockyard.storage.queue import RunQueue, public_run
+from dockyard.storage.queue import RunQueue, first_claim, public_run
 from dockyard.storage.resources import Assistants, Threads
 from dockyard.storage.traces import Traces, header_statement, span_statements
 from dockyard.storage.webhooks import Statement
@@ -77,6 +84,54 @@ class RunCancelled(Exception):
     def __init__(self, action: str) -> None:
         super().__init__(action)
         self.action = action
+
+
+class FinalState(NamedTuple):
+    """The parts of a ``StateSnapshot`` the executor reads, for a run that ran to its end."""
+
+    values: Any
+    next: tuple[str, ...] = ()
+    interrupts: tuple[Any, ...] = ()
+    tasks: tuple[Any, ...] = ()
+
+
+@dataclass
+class CheckpointWatch:
+    """The run's root checkpoints, as its stream reports them (``checkpoints`` mode).
+
+    ``base_from`` says where the run's trace starts, when it was not read before the run:
+    ``"parent"`` of the first checkpoint (the run's input checkpoint, written on top of the
+    thread's latest) or the first checkpoint ``"self"`` (a run without input continues the
+    thread's latest). With ``durability=exit`` the parent of an unsaved checkpoint is unsaved
+    too, so such runs read the base before they start instead.
+    """
+
+    recorder: TraceRecorder | None = None
+    base_from: str | None = None
+    first: dict[str, Any] | None = None
+    last: dict[str, Any] | None = None
+
+    def saw(self, checkpoint: dict[str, Any]) -> None:
+        if self.first is None:
+            self.first = checkpoint
+            if self.base_from is not None and self.recorder is not None:
+                config = checkpoint.get("config" if self.base_from == "self" else "parent_config")
+                self.recorder.base_checkpoint_id = _checkpoint_id(config)
+        self.last = checkpoint
+
+    def final_state(self, graph: Any) -> FinalState | None:
+        """The thread's state after a run that ran to its end (nothing next, so no interrupt),
+        or None: read it from the checkpointer."""
+        last = self.last
+        if last is None or last.get("next") or last.get("tasks"):
+            return None
+        if any(isinstance(ch, UntrackedValue) for ch in getattr(graph, "channels", {}).values()):
+            return None  # live values the checkpoint does not hold
+        return FinalState(values=last.get("values"))
+
+
+def _checkpoint_id(config: Any) -> str | None:
+    return ((config or {}).get("configurable") or {}).get("checkpoint_id")
 
 
 def merge_configs(base: dict[str, Any] | None, override: dict[str, Any] | None) -> dict[str, Any]:
@@ -202,6 +257,7 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
     pending: list[tuple[list[str], Any]] = []
     thread_outcome: Statement | None = None  # committed with the run's outcome
     recorder = _recorder(deps, run)
+    watch: CheckpointWatch | None = None
     try:
         try:
             # Inside the try: a cancel can land on any await from here on, these included,
@@ -216,8 +272,11 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
                 await proto.started()
                 await _stream_protocol(deps, run, graph, config, context, proto)
             else:
-                await _stream(deps, run, graph, config, context)
-            state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+                watch = _watch(run, recorder)
+                await _stream(deps, run, graph, config, context, watch)
+            state: Any = watch.final_state(graph) if watch is not None else None
+            if state is None:
+                state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
             interrupted = bool(state.next) or bool(state.interrupts)
             pending = _pending_interrupts(state)
             final_values = to_jsonable(state.values)
@@ -276,6 +335,9 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
             also = [s for s in (thread_outcome, hook) if s is not None]
             if recorder is not None:
                 await recorder.stop_autoflush()
+                if watch is not None and watch.base_from is not None and watch.first is None:
+                    # It ended before its stream reported a checkpoint (an error, a cancel).
+                    recorder.base_checkpoint_id = await _base_before(deps, run)
                 recorder.finish(status, error)
                 also.extend(_trace_statements(recorder, recorder.take()))
             await deps.queue.finish(run_id, status, error, also=also)
@@ -296,11 +358,10 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
             # Internal event (never sent to clients): what `wait`/`join` return, even when a
             # stateless run's thread is already deleted.
             try:
-                await bus.publish(
-                    run_id, RESULT_EVENT, json_dumps({"status": status, "values": final_values})
-                )
-                await bus.publish(run_id, "end", b"null")
-                await bus.close(run_id)
+                await bus.finish(run_id, [
+                    (RESULT_EVENT, json_dumps({"status": status, "values": final_values})),
+                    ("end", b"null"),
+                ])
             except DockyardError as exc:
                 # The outcome is already in storage; streams will notice the run is finished
                 # (join falls back to the thread's values) rather than the run being retried.
@@ -309,13 +370,28 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
 
 async def _run_options(
     deps: ExecutionDeps, run: dict[str, Any], graph: Any, config: dict[str, Any],
-    context: dict[str, Any],
+    context: dict[str, Any], watch: CheckpointWatch | None = None,
 ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """The graph input, config and stream options of a run, for either way of streaming."""
     kwargs = run["kwargs"]
-    graph_input, latest_id = await _input_for(deps, run, graph)
     recorder = next((c for c in config.get("callbacks") or () if isinstance(c, TraceRecorder)),
                     None)
+    fork_id = config["configurable"].get("checkpoint_id")
+    durability = kwargs.get("durability") or "sync"
+    if first_claim(run) and (
+        recorder is None or fork_id or (watch is not None and durability != "exit")
+    ):
+        # Nothing of the run ran before, so the thread has no checkpoint of it to resume
+        # from; and the trace's base is the fork point, or comes from the run's stream.
+        graph_input = (build_command(kwargs["command"]) if kwargs.get("command") is not None
+                       else kwargs.get("input"))
+        if recorder is not None and fork_id:
+            recorder.base_checkpoint_id = fork_id
+        elif recorder is not None and watch is not None:
+            fresh = graph_input is not None and not isinstance(graph_input, Command)
+            watch.base_from = "parent" if fresh else "self"
+        return graph_input, config, _options(kwargs, durability, context)
+    graph_input, latest_id = await _input_for(deps, run, graph)
     if recorder is not None and graph_input is not RESUME:
         # Where the run starts: the fork point of a replay with another input or config.
         recorder.base_checkpoint_id = config["configurable"].get("checkpoint_id") or latest_id
@@ -325,31 +401,47 @@ async def _run_options(
         config = {**config, "configurable": {
             k: v for k, v in config["configurable"].items() if k != "checkpoint_id"
         }}
+    return graph_input, config, _options(kwargs, durability, context)
+
+
+def _options(kwargs: dict[str, Any], durability: str, context: dict[str, Any]) -> dict[str, Any]:
     options: dict[str, Any] = {
         "interrupt_before": kwargs.get("interrupt_before"),
         "interrupt_after": kwargs.get("interrupt_after"),
-        "durability": kwargs.get("durability") or "sync",
+        "durability": durability,
     }
     if context:
         options["context"] = context
-    return graph_input, config, options
+    return options
+
+
+def _watch(run: dict[str, Any], recorder: TraceRecorder | None) -> CheckpointWatch | None:
+    """A ``CheckpointWatch`` for runs streamed with ``astream`` (not ``events``, whose
+    ``astream_events`` would publish the extra mode's chunks)."""
+    modes = run["kwargs"].get("stream_mode") or ["values"]
+    return None if "events" in modes else CheckpointWatch(recorder=recorder)
 
 
 async def _stream(
     deps: ExecutionDeps, run: dict[str, Any], graph: Any, config: dict[str, Any],
-    context: dict[str, Any],
+    context: dict[str, Any], watch: CheckpointWatch | None = None,
 ) -> None:
     kwargs = run["kwargs"]
     modes: list[str] = kwargs.get("stream_mode") or ["values"]
     lg_modes = langgraph_modes(modes)
     subgraphs = bool(kwargs.get("stream_subgraphs"))
-    graph_input, config, options = await _run_options(deps, run, graph, config, context)
-    options.update({"stream_mode": lg_modes or ["values"], "subgraphs": subgraphs})
+    graph_input, config, options = await _run_options(deps, run, graph, config, context, watch)
+    run_modes = lg_modes or ["values"]
+    if watch is not None and "checkpoints" not in run_modes:
+        run_modes = [*run_modes, "checkpoints"]
+    options.update({"stream_mode": run_modes, "subgraphs": subgraphs})
     acc = MessageAccumulator() if "messages" in modes else None
     publish = deps.bus.publish
     run_id = run["run_id"]
 
     async def emit(ns: tuple[str, ...], mode: str, chunk: Any) -> None:
+        if mode == "checkpoints" and watch is not None and not ns:
+            watch.saw(chunk)
         if mode == "messages":
             msg, meta = chunk
             if "messages-tuple" in modes:
@@ -463,6 +555,19 @@ async def _input_for(
     if kwargs.get("command") is not None:
         return build_command(kwargs["command"]), latest_id
     return kwargs.get("input"), latest_id
+
+
+async def _base_before(deps: ExecutionDeps, run: dict[str, Any]) -> str | None:
+    """The thread's latest checkpoint before the run, read after it: the latest, or its
+    parent when the run wrote it (its input checkpoint, before the stream reported it)."""
+    latest = await deps.storage.checkpointer.aget_tuple(
+        {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
+    )
+    if latest is None:
+        return None
+    if latest.metadata.get("run_id") == run["run_id"]:
+        return _checkpoint_id(latest.parent_config)
+    return _checkpoint_id(latest.config)
 
 
 def _recorder(deps: ExecutionDeps, run: dict[str, Any]) -> TraceRecorder | None:

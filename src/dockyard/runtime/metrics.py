@@ -27,6 +27,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from dockyard.storage.queue import first_claim
+
 log = logging.getLogger("dockyard.metrics")
 
 # Queue latency is milliseconds when healthy and minutes under a backlog.
@@ -144,9 +146,7 @@ class Metrics:
         """A run was claimed: retries, and queue latency when this claim is its first start."""
         if int(run.get("attempts") or 0) > 1:
             self.retries.inc()
-        # The claim sets started_at only when still NULL and updated_at always, both to its
-        # own clock reading: equal values mean this claim started the run (not a resume).
-        if run.get("started_at") and run.get("started_at") == run.get("updated_at"):
+        if first_claim(run):  # this claim started the run (not a resume)
             runnable = max(str(run.get("created_at") or ""), str(run.get("available_at") or ""))
             latency = _seconds_between(runnable, run["started_at"])
             if latency is not None:

@@ -85,10 +85,11 @@ class WorkerPool:
             self._wake.set()
         for run_id in failed:
             log.warning("run_failed_worker_lost run_id=%s attempts=%d", run_id, self.max_attempts)
-            await self.deps.bus.publish(run_id, "error", b'{"error":"WorkerLost","message":'
-                                        b'"the run crashed its worker too many times"}')
-            await self.deps.bus.publish(run_id, "end", b"null")
-            await self.deps.bus.close(run_id)
+            await self.deps.bus.finish(run_id, [
+                ("error", b'{"error":"WorkerLost","message":'
+                          b'"the run crashed its worker too many times"}'),
+                ("end", b"null"),
+            ])
         return requeued, failed
 
     async def _lease_sweeper(self) -> None:

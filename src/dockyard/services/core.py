@@ -226,11 +226,12 @@ class Dockyard:
     def runs_workers(self) -> bool:
         return self.role in ("all", "worker")
 
-    def notify_new_runs(self, kind: str = "") -> None:
+    def notify_new_runs(self, kind: str = "", *, others_told: bool = False) -> None:
         """A run was queued: wake this process's pool and, across processes, everyone else's.
 
         ``kind="base"``: only runs of the base project (no revision), which neither the
         revision supervisors nor their children need to hear of; ``""``: anything else.
+        ``others_told``: the NOTIFY was sent with the run's transaction (``RunService.write``).
         """
         if self.runs_workers:
             self.pool.notify()
@@ -239,7 +240,7 @@ class Dockyard:
                     self.relay.wake()
                 if self.supervisor is not None:
                     self.supervisor.notify()
-        if self.storage.dialect != "sqlite":
+        if self.storage.dialect != "sqlite" and not others_told:
             task = asyncio.create_task(self.storage.notify_runs(kind))
             self._notify_tasks.add(task)
             task.add_done_callback(self._notify_tasks.discard)

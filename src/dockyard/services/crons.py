@@ -321,7 +321,7 @@ class CronService:
             async with self.db.transaction() as tx:
                 if not await self.repo.release(cron_id, token, tx=tx):
                     return 0  # taken over meanwhile: the new holder fires this tick
-                run = await self.runs.write(tx, tenant, prepared)
+                run = await self.runs.write(tx, tenant, prepared, kind="")
         except StorageError as exc:
             # The claim stays: once stale, a scheduler takes it over and fires the tick.
             log.warning("cron_fire_deferred cron_id=%s tick=%s error=%s", cron_id, tick, exc)
@@ -335,7 +335,7 @@ class CronService:
             log.exception("cron_tick_failed cron_id=%s tick=%s", cron_id, tick)
             await self.repo.release(cron_id, token)
             return 0
-        self.runs.notify()
+        self.runs.notify(others_told=True)
         await self.runs.announce(run)
         log.info("cron_fired cron_id=%s tick=%s run_id=%s thread_id=%s", cron_id, tick,
                  run["run_id"], run["thread_id"])

@@ -28,6 +28,12 @@ MULTITASK = ("reject", "interrupt", "rollback", "enqueue")
 THREAD_STREAM_MODES = ("run_modes", "lifecycle", "state_update")
 
 
+def wake_kind(run: dict[str, Any]) -> str:
+    """What a new run's wake-up says: ``"base"`` for a run of the server's own project (no
+    revision supervisor or cron scheduler needs to look), ``""`` for anything else."""
+    return "base" if run.get("revision_id") is None else ""
+
+
 def thread_runs_channel(thread_id: str) -> str:
     """The bus channel announcing a thread's new runs and state updates (thread joiners)."""
     return f"thread-runs:{thread_id}"
@@ -93,7 +99,7 @@ class RunService:
             run = await self.write(tx, tenant, prepared)
         counted_at, depth = self._depth
         self._depth = (counted_at, depth + 1)  # this process's own runs count at once
-        self.notify("base" if run.get("revision_id") is None else "")
+        self.notify(wake_kind(run), others_told=True)  # the NOTIFY went with the commit
         # Joiners of the thread's stream learn of the run off the request path (a Redis
         # round trip); the run does not wait for it.
         task = asyncio.ensure_future(self.announce(run))
@@ -261,9 +267,13 @@ class RunService:
         self._depth = (now, depth)
         return depth
 
-    async def write(self, tx: Any, tenant: str, prepared: PreparedRun) -> dict[str, Any]:
-        """Write a prepared run (and a stateless run's thread) inside the transaction ``tx``;
-        the caller commits it and then calls ``notify()``."""
+    async def write(
+        self, tx: Any, tenant: str, prepared: PreparedRun, *, kind: str | None = None,
+    ) -> dict[str, Any]:
+        """Write a prepared run (and a stateless run's thread) inside the transaction ``tx``,
+        with the wake-up of other processes' workers (``notify_runs_in``, ``kind``: by default
+        the run's ``wake_kind``), which their commit sends; the caller commits it and then
+        wakes this process with ``notify(…, others_told=True)``."""
         record = prepared.record
         if self.quotas is not None and prepared.limits is not None:
             await self.quotas.check_run(tx, tenant, prepared.limits)
@@ -276,6 +286,7 @@ class RunService:
         if prepared.thread_metadata is not None:
             fields["metadata"] = prepared.thread_metadata
         await self.threads.repo.update(tenant, record["thread_id"], tx=tx, **fields)
+        await self.deps.storage.notify_runs_in(tx, wake_kind(run) if kind is None else kind)
         return run
 
     # ---- read --------------------------------------------------------------------------
@@ -343,10 +354,10 @@ class RunService:
             # Its executor never ran: the thread's protocol subscribers learn it ended here.
             await ProtocolPublisher(self.bus, row["thread_id"], run_id,
                                     row.get("graph_id") or row["assistant_id"]).finished("cancelled")
-        await self.bus.publish(run_id, RESULT_EVENT, json_dumps({"status": "interrupted",
-                                                                 "values": None}))
-        await self.bus.publish(run_id, "end", b"null")
-        await self.bus.close(run_id)
+        await self.bus.finish(run_id, [
+            (RESULT_EVENT, json_dumps({"status": "interrupted", "values": None})),
+            ("end", b"null"),
+        ])
         remaining = await self.queue.active_for_thread(tenant, row["thread_id"])
         if not [r for r in remaining if r["run_id"] != run_id]:
             thread = await self.threads.repo.get(tenant, row["thread_id"])

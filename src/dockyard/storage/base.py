@@ -209,6 +209,10 @@ class Storage(abc.ABC):
         Embedded SQLite has one process, whose pool is woken directly; nothing to do.
         """
 
+    async def notify_runs_in(self, tx: Any, kind: str = "") -> None:  # noqa: B027
+        """``notify_runs`` as part of the transaction ``tx``: sent when it commits, so the
+        wake-up costs no commit of its own and never precedes the rows."""
+
     async def listen_runs(self, callback: Callable[[str], None]) -> None:  # noqa: B027
         """Call ``callback(kind)`` whenever another process calls ``notify_runs`` (PG: LISTEN);
         ``""`` after a lost connection is re-established (notifications may have been lost)."""

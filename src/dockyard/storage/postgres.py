@@ -333,6 +333,10 @@ class PostgresStorage(Storage):
         except StorageError as exc:  # best effort: workers also poll
             log.warning("notify_runs_failed error=%s", exc)
 
+    async def notify_runs_in(self, tx: Any, kind: str = "") -> None:
+        # NOTIFY is transactional: PostgreSQL delivers it at COMMIT, and drops it on ROLLBACK.
+        await self._execute(tx, f"SELECT pg_notify('{RUNS_CHANNEL}', ?)", (kind,))
+
     async def listen_runs(self, callback: Callable[[str], None]) -> None:
         """LISTEN on a connection of its own (outside the pool, which would recycle it)."""
         try:

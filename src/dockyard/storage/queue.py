@@ -51,6 +51,16 @@ def public_run(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def first_claim(run: dict[str, Any]) -> bool:
+    """Whether the claim that returned ``run`` was its first: nothing of it ran before.
+
+    The claim sets ``started_at`` only when still NULL and ``updated_at`` always, both to its
+    own clock reading, so they are equal exactly on the first claim. A run claimed again
+    (lease expiry, release at shutdown, a transient error) keeps its first ``started_at``.
+    """
+    return bool(run.get("started_at")) and run.get("started_at") == run.get("updated_at")
+
+
 def in_seconds(seconds: float) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
 

@@ -9,7 +9,7 @@ such as ``"1718000000000-0"`` on Redis), so a client can resume after a drop (``
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -31,6 +31,15 @@ class EventBus(abc.ABC):
     @abc.abstractmethod
     async def close(self, run_id: str) -> None:
         """Mark the run's stream finished: subscribers drain and stop."""
+
+    async def finish(self, run_id: str, events: Sequence[tuple[str, bytes]] = ()) -> None:
+        """Append a run's last ``events`` (name, data) and close its stream.
+
+        What an executor does at the end of a run; the Redis bus sends it all in one round trip.
+        """
+        for event, data in events:
+            await self.publish(run_id, event, data)
+        await self.close(run_id)
 
     @abc.abstractmethod
     def subscribe(self, run_id: str, *, last_event_id: str | None = None) -> AsyncIterator[Event]:

@@ -4,8 +4,16 @@ Events: one Redis Stream per run, ``{prefix}:run:{run_id}:events``. Event ids ar
 ids, so ``Last-Event-ID`` resumption works from any API process: a subscriber XREADs after the
 id it was given (from ``0-0`` when none). ``close()`` appends a terminal marker entry, sets a
 small ``…:closed`` key (what ``is_closed`` reads) and a TTL on both, so finished runs' buffers
-expire. Streams are also capped (``MAXLEN ~``) and carry an idle TTL refreshed on every
-publish, so a run abandoned by a dead worker does not keep its buffer forever.
+expire; ``finish()`` appends a run's last events and closes it in the same round trip.
+
+Streams are also capped (``MAXLEN ~``) and carry an idle TTL, so a run abandoned by a dead
+worker does not keep its buffer forever. The TTL is not refreshed on every publish (an EXPIRE
+per event): a process sets ``idle_ttl + ttl_refresh`` at its first publish to a stream and
+again at its first publish once ``ttl_refresh`` seconds have passed. A stream thus lives at
+least ``idle_ttl`` after its last event and at most ``ttl_refresh`` longer, and a 3-node run
+costs one EXPIRE instead of one per event. After a connection failure (Redis may have
+restarted and lost the keys, which the next XADD recreates without a TTL) every stream's TTL
+is set again at its next publish.
 
 Control: one pub/sub channel per run, ``{prefix}:control:{run_id}``, subscribed only by the
 process executing the run, so the receiver count PUBLISH returns tells ``send_control``
@@ -25,7 +33,7 @@ import inspect
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -45,6 +53,8 @@ T = TypeVar("T")
 DEFAULT_PREFIX = "dockyard"
 CLOSED_TTL_SECONDS = 600  # a finished run's events stay joinable this long
 IDLE_TTL_SECONDS = 24 * 3600  # a stream nobody publishes to (its worker died) expires
+TTL_REFRESH_SECONDS = 60  # a process re-sets a stream's idle TTL at most this often
+TTL_TRACKED = 4096  # streams whose TTL refresh is tracked before the past ones are forgotten
 MAX_EVENTS = 20_000  # MAXLEN ~ per run, like the in-process buffer
 BLOCK_MS = 1_000  # XREAD BLOCK: bounded, so a subscriber's connection is never held for long
 READ_COUNT = 500
@@ -90,6 +100,7 @@ class RedisBus(EventBus):
         prefix: str = DEFAULT_PREFIX,
         closed_ttl: int = CLOSED_TTL_SECONDS,
         idle_ttl: int = IDLE_TTL_SECONDS,
+        ttl_refresh: int = TTL_REFRESH_SECONDS,
         max_events: int = MAX_EVENTS,
         block_ms: int = BLOCK_MS,
         retry_seconds: float = RETRY_SECONDS,
@@ -99,6 +110,9 @@ class RedisBus(EventBus):
         self.prefix = prefix
         self.closed_ttl = closed_ttl
         self.idle_ttl = idle_ttl
+        self.ttl_refresh = ttl_refresh
+        # Stream key -> monotonic time at which this process next sets its idle TTL.
+        self._ttl_due: dict[str, float] = {}
         self.max_events = max_events
         self.block_ms = block_ms
         self.retry_seconds = retry_seconds
@@ -179,6 +193,7 @@ class RedisBus(EventBus):
             try:
                 return await call()
             except _CONNECTION_ERRORS as exc:
+                self._ttl_due.clear()  # Redis may have restarted empty: set TTLs again
                 if time.monotonic() + delay > deadline:
                     log.error("event_bus_unavailable op=%s run_id=%s redis=%s error=%s",
                               op, run_id, self.where, exc)
@@ -196,16 +211,32 @@ class RedisBus(EventBus):
         if ready is not None and not ready.done():
             await self._await_control_ready(run_id, ready)
         key = self.events_key(run_id)
+        now = time.monotonic()
+        if now < self._ttl_due.get(key, 0.0):
+            reply = await self._retrying("publish", run_id, lambda: self._client.xadd(
+                key, {_EVENT_FIELD: event, _DATA_FIELD: data}, maxlen=self.max_events,
+                approximate=True))
+            return _text(reply)
 
         async def add() -> list[Any]:
             async with self._client.pipeline(transaction=False) as pipe:
-                pipe.xadd(key, {_EVENT_FIELD: event, _DATA_FIELD: data},
-                          maxlen=self.max_events, approximate=True)
-                pipe.expire(key, self.idle_ttl)
+                pipe.xadd(key, {_EVENT_FIELD: event, _DATA_FIELD: data}, maxlen=self.max_events,
+                          approximate=True)
+                pipe.expire(key, self.idle_ttl + self.ttl_refresh)
                 return await pipe.execute()
 
-        reply = await self._retrying("publish", run_id, add)
-        return _text(reply[0])
+        replies = await self._retrying("publish", run_id, add)
+        self._ttl_set(key, now)
+        return _text(replies[0])
+
+    def _ttl_set(self, key: str, now: float) -> None:
+        """Remember that ``key``'s idle TTL was set at ``now`` (bounded: streams whose refresh
+        is due anyway are forgotten first)."""
+        if len(self._ttl_due) >= TTL_TRACKED and key not in self._ttl_due:
+            self._ttl_due = {k: due for k, due in self._ttl_due.items() if due > now}
+            if len(self._ttl_due) >= TTL_TRACKED:
+                self._ttl_due.clear()  # costs each stream one more EXPIRE, nothing else
+        self._ttl_due[key] = now + self.ttl_refresh
 
     async def last_id(self, run_id: str) -> str | None:
         reply = await self._retrying(
@@ -223,16 +254,33 @@ class RedisBus(EventBus):
         return f"{seq // 1000}-{seq % 1000}"
 
     async def close(self, run_id: str) -> None:
+        await self.finish(run_id)
+
+    async def finish(self, run_id: str, events: Sequence[tuple[str, bytes]] = ()) -> None:
+        """The last events, the terminal marker, the closed TTL and the ``…:closed`` key, in
+        one round trip.
+
+        A pipeline, not a MULTI: Redis runs its commands in order, and a retry after a write
+        that broke half-way can only repeat entries that precede the first marker, where
+        subscribers stop, or repeat one of the last events, as a retried publish can.
+        """
+        ready = self._ready.get(run_id)
+        if ready is not None and not ready.done():
+            await self._await_control_ready(run_id, ready)
         key = self.events_key(run_id)
 
-        async def mark_closed() -> None:
-            async with self._client.pipeline(transaction=True) as pipe:
+        async def add_and_close() -> None:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for event, data in events:
+                    pipe.xadd(key, {_EVENT_FIELD: event, _DATA_FIELD: data},
+                              maxlen=self.max_events, approximate=True)
                 pipe.xadd(key, {_CLOSED_FIELD: b"1"}, maxlen=self.max_events, approximate=True)
                 pipe.expire(key, self.closed_ttl)
                 pipe.set(self.closed_key(run_id), b"1", ex=self.closed_ttl)
                 await pipe.execute()
 
-        await self._retrying("close", run_id, mark_closed)
+        await self._retrying("close", run_id, add_and_close)
+        self._ttl_due.pop(key, None)
 
     async def is_closed(self, run_id: str) -> bool:
         return bool(await self._retrying("is_closed", run_id,
