@@ -269,18 +269,15 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             await asyncio.wait(list(pending))
         writes = self._writes.get(parent_key, [])
         written = self._written.get(parent_key, {})
-        rows = [
-            (thread_id, checkpoint_ns, k, str(ver),
-             *self._dump_value((thread_id, checkpoint_ns, k), str(ver), blobs[k], learnt,
-                               writes, parent_id, written))
-            for k, ver in new_versions.items()
-            if k in blobs
-        ]
+        channels = [k for k in new_versions if k in blobs]
+        versions = [str(new_versions[k]) for k in channels]
+        dumped = [self._dump_value((thread_id, checkpoint_ns, k), ver, blobs[k], learnt,
+                                   writes, parent_id, written)
+                  for k, ver in zip(channels, versions, strict=True)]
         async with self._cursor() as cur:
             await cur.execute(PUT_CHECKPOINT_SQL, (
-                thread_id, checkpoint_ns,
-                [r[2] for r in rows], [r[3] for r in rows], [r[4] for r in rows],
-                [r[5] for r in rows],
+                thread_id, checkpoint_ns, channels, versions,
+                [t for t, _ in dumped], [b for _, b in dumped],
                 thread_id, checkpoint_ns, checkpoint["id"], parent_id, Jsonb(copy),
                 Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
             ))
@@ -288,8 +285,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         for key, known in learnt:
             self._remember(key, known)
         self._written.pop(parent_key, None)
-        if self._writes_bytes and (gone := self._writes.pop(parent_key, None)):
-            self._writes_bytes -= sum(len(w.blob) for w in gone)
+        self._drop_writes(parent_key)
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns,
                                  "checkpoint_id": checkpoint["id"]}}
 
@@ -328,18 +324,24 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             inserted = await self._put_writes(INSERT_WRITES_SQL, params)
             if mine := [_Write(p[6], p[7], p[8], task_id, p[5]) for p in params
                         if p[5] in lists and p[5] in inserted]:
-                self._writes[key] = [*self._writes.pop(key, []), *mine]
-                self._writes_bytes += sum(len(w.blob) for w in mine)
+                self._writes[key] = [*self._drop_writes(key), *mine]
+                self._writes_bytes += sum(len(w.blob) for w in self._writes[key])
                 while self._writes and (len(self._writes) > WRITE_CACHE_KEYS
                                         or self._writes_bytes > WRITE_CACHE_BYTES):
-                    _, gone = self._writes.popitem(last=False)
-                    self._writes_bytes -= sum(len(w.blob) for w in gone)
+                    self._drop_writes(next(iter(self._writes)))
         finally:
             done.set_result(None)
             waiting = self._inflight[key]
             waiting.discard(done)
             if not waiting:
                 del self._inflight[key]
+
+    def _drop_writes(self, key: tuple[str, str, str]) -> list[_Write]:
+        """Forget the inserted writes of one checkpoint (keeping the byte count); they are
+        returned."""
+        gone = self._writes.pop(key, [])
+        self._writes_bytes -= sum(len(w.blob) for w in gone)
+        return gone
 
     async def _put_writes(self, sql: str, params: Sequence[tuple[Any, ...]]) -> set[int]:
         """Insert one task's writes (``_dump_writes`` rows) in one statement; the indexes of the
