@@ -218,6 +218,40 @@ async def test_close_and_is_closed(pair: Pair) -> None:
     assert not await api.is_closed(new_run())
 
 
+async def test_sends_keep_their_order_with_publishes_and_the_finish(pair: Pair) -> None:
+    worker, api = pair
+    runs = [new_run() for _ in range(3)]
+    for run in runs:
+        worker.register_control(run, lambda action: None)
+    subs = [asyncio.create_task(collect(api.subscribe(run))) for run in runs]
+    for i in range(20):
+        await asyncio.gather(*(worker.send(run, "values", str(i).encode()) for run in runs))
+    ids = [await worker.publish(run, "custom", b"published") for run in runs]
+    for run in runs:
+        await worker.send(run, "values", b"after")
+        await worker.finish(run, [("end", b"null")])
+        worker.unregister_control(run)
+    for sub, event_id in zip(subs, ids, strict=True):
+        got = await sub
+        assert [ev.data for ev in got] == [
+            *(str(i).encode() for i in range(20)), b"published", b"after", b"null"]
+        assert got[20].id == event_id
+
+
+async def test_wait_result_returns_the_result_of_the_finish(pair: Pair) -> None:
+    worker, api = pair
+    run, bare = new_run(), new_run()
+    waiting = asyncio.create_task(api.wait_result(run))
+    await worker.send(run, "values", b"{}")
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await worker.finish(run, [("__result__", b'{"values":1}'), ("end", b"null")])
+    assert await asyncio.wait_for(waiting, 10) == b'{"values":1}'
+    assert await api.wait_result(run) == b'{"values":1}'  # after the end too
+    await worker.finish(bare, [("error", b"{}"), ("end", b"null")])
+    assert await asyncio.wait_for(api.wait_result(bare), 10) is None
+
+
 async def test_control_reaches_the_handler_of_the_runs_executor(pair: Pair) -> None:
     worker, api = pair
     run = new_run()
@@ -366,6 +400,48 @@ async def test_finish_appends_the_last_events_and_closes_in_one_round_trip(
     assert await api.is_closed(run)
     with rbuses.client() as c:
         assert 0 < c.ttl(bus.events_key(run)) <= 7
+
+
+async def test_sends_of_runs_side_by_side_share_round_trips(rbuses: RedisBuses) -> None:
+    bus, api = rbuses.new(), rbuses.new()
+    runs = [new_run() for _ in range(5)]
+    calls: list[str] = []
+    real = bus._retrying
+
+    async def counting(op: str, run_id: str, call: Any) -> Any:
+        calls.append(op)
+        return await real(op, run_id, call)
+
+    bus._retrying = counting  # type: ignore[method-assign]
+    for i in range(4):
+        await asyncio.gather(*(bus.send(run, "values", str(i).encode()) for run in runs))
+    await asyncio.gather(*(bus.finish(run, [("end", b"null")]) for run in runs))
+    assert len(calls) < 25 / 2  # 25 commands' producers, in a few pipelines
+    for run in runs:
+        assert [ev.data for ev in await collect(api.subscribe(run))] == [
+            b"0", b"1", b"2", b"3", b"null"]
+
+
+async def test_a_failed_send_is_raised_by_the_runs_next_send(rbuses: RedisBuses) -> None:
+    bus = rbuses.new(url=f"redis://127.0.0.1:{_free_port()}/0", retry_seconds=0.2)
+    run = new_run()
+    await bus.send(run, "values", b"{}")  # queued: returns before any write
+    assert bus._flusher is not None
+    await asyncio.wait_for(asyncio.shield(bus._flusher), 5)
+    with pytest.raises(EventBusUnavailable):
+        await bus.send(run, "values", b"{}")
+    await bus.send(new_run(), "values", b"{}")  # another run's sends are not failed by it
+
+
+async def test_wait_result_ends_when_the_run_is_closed_but_its_result_is_gone(
+    rbuses: RedisBuses,
+) -> None:
+    bus = rbuses.new(block_ms=100)
+    run = new_run()
+    await bus.finish(run, [("__result__", b"{}")])
+    with rbuses.client() as c:
+        c.delete(bus.result_key(run))  # what its TTL does
+    assert await asyncio.wait_for(bus.wait_result(run), 5) is None
 
 
 async def test_stream_length_is_capped(rbuses: RedisBuses) -> None:

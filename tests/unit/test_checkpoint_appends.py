@@ -5,6 +5,7 @@ back exactly the list LangGraph wrote."""
 
 from __future__ import annotations
 
+import asyncio
 import operator
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -239,30 +240,51 @@ async def test_prune_and_rollback_keep_the_bases_a_kept_value_needs(
     assert contents((await view.aget_state(cfg("copy"))).values["messages"]) == expected(6)
 
 
+@pytest.mark.parametrize("merged", [False, True], ids=["writes-first", "one-statement"])
 async def test_a_write_that_was_already_stored_is_not_referred_to(
-    storages: tuple[PostgresStorage, PostgresStorage],
+    storages: tuple[PostgresStorage, PostgresStorage], merged: bool,
 ) -> None:
     """A task run twice (its first worker's lease expired while it ran) finds its write row
-    taken: the checkpoint stores its own bytes rather than point at the other run's."""
+    taken: the checkpoint stores its own bytes rather than point at the other run's.
+
+    ``one-statement``: the checkpoint's aput comes in the same turn of the event loop as the
+    writes' aput_writes (as LangGraph's loop calls them after a step's last task), takes the
+    writes and stores both in one statement, which makes the same choice itself."""
     writer, reader = storages
     await build().compile(checkpointer=writer.checkpointer).ainvoke(
         {"target": 2}, cfg("t"), durability="sync")
     saver = writer.checkpointer
+    sent_alone: list[int] = []
+    put_writes = saver._put_writes
+
+    async def counting(sql: str, params: Any) -> set[int]:
+        sent_alone.append(len(params))
+        return await put_writes(sql, params)
+
+    saver._put_writes = counting  # type: ignore[method-assign]
 
     async def append(task: str, message: AIMessage, first: AIMessage | None = None) -> str:
         head = await saver.aget_tuple(cfg("t"))  # the saver now knows this list's objects
         assert head is not None
         if first is not None:  # another worker wrote this task's row before us
             await reader.checkpointer.aput_writes(head.config, [("messages", [first])], task)
-        await saver.aput_writes(head.config, [("messages", [message])], task)
         checkpoint = copy_checkpoint(head.checkpoint)
         checkpoint["id"] = str(uuid6(clock_seq=-2))
         version = saver.get_next_version(str(checkpoint["channel_versions"]["messages"]), None)
         checkpoint["channel_versions"]["messages"] = version
         checkpoint["channel_values"]["messages"] = [
             *head.checkpoint["channel_values"]["messages"], message]
-        await saver.aput(head.config, checkpoint, {"source": "loop", "step": 9},
+        writes = saver.aput_writes(head.config, [("messages", [message])], task)
+        put = saver.aput(head.config, checkpoint, {"source": "loop", "step": 9},
                          {"messages": version})
+        sent_alone.clear()
+        if merged:
+            await asyncio.gather(asyncio.create_task(writes), asyncio.create_task(put))
+            assert sent_alone == []  # the checkpoint's statement carried the write
+        else:
+            await writes
+            await put
+            assert sent_alone == [1]
         return str((await blob_rows(writer, "t", "messages"))[-1]["type"])
 
     assert (await append("task-1", AIMessage("mine", id="a"),
@@ -271,6 +293,48 @@ async def test_a_write_that_was_already_stored_is_not_referred_to(
     got = await reader.checkpointer.aget_tuple(cfg("t"))
     assert got is not None
     assert contents(got.checkpoint["channel_values"]["messages"])[-2:] == ["mine", "next"]
+    rows = await blob_rows(writer, "t", "messages")
+    assert rows[-1]["size"] is None  # a reference holds no bytes
+    assert rows[-2]["size"] > 0
+    parent = await reader.checkpointer.aget_tuple(got.parent_config)  # type: ignore[arg-type]
+    assert parent is not None  # the step's write is stored, under the checkpoint it ran on
+    assert [(t, c, contents(v)) for t, c, v in parent.pending_writes or ()] == [
+        ("task-2", "messages", ["next"])]
+
+
+async def test_writes_a_failed_checkpoint_took_are_stored_on_their_own(
+    storages: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    """The step's statement fails in the database (here a constraint rejects the checkpoint):
+    its writes, which it had taken from aput_writes, are not lost with it."""
+    writer, reader = storages
+    await build().compile(checkpointer=writer.checkpointer).ainvoke(
+        {"target": 1}, cfg("t"), durability="sync")
+    await writer.execute("ALTER TABLE checkpoints ADD CONSTRAINT test_reject"
+                         " CHECK (checkpoint_id <> 'rejected')")
+    saver = writer.checkpointer
+    head = await saver.aget_tuple(cfg("t"))
+    assert head is not None
+    checkpoint = copy_checkpoint(head.checkpoint)
+    checkpoint["id"] = "rejected"
+    took: list[int] = []
+    put_checkpoint = saver._put_checkpoint
+
+    async def spy(*args: Any) -> None:
+        took.append(len(args[-1]))
+        await put_checkpoint(*args)
+
+    saver._put_checkpoint = spy  # type: ignore[method-assign]
+    writes = asyncio.create_task(saver.aput_writes(
+        head.config, [("messages", [AIMessage("kept", id="k")])], "task-k"))
+    put = asyncio.create_task(saver.aput(head.config, checkpoint, {"step": 9}, {}))
+    await writes
+    with pytest.raises(Exception, match="test_reject"):
+        await put
+    assert took == [1]  # the failed statement carried the task's writes
+    again = await reader.checkpointer.aget_tuple(head.config)
+    assert again is not None
+    assert [(t, contents(v)) for t, _, v in again.pending_writes or ()] == [("task-k", ["kept"])]
 
 
 async def test_a_broken_chain_is_a_clear_error(

@@ -42,11 +42,10 @@ from dockyard.storage.queue import RunQueue, first_claim, public_run
 from dockyard.storage.resources import Assistants, Threads
 from dockyard.storage.traces import Traces, header_statement, span_statements
 from dockyard.storage.webhooks import Statement
-from dockyard.streams.base import EventBus
+from dockyard.streams.base import RESULT_EVENT, EventBus
 
 log = logging.getLogger("dockyard.executor")
 
-RESULT_EVENT = "__result__"
 RESUME = object()  # _input_for's answer when the run had started before: continue, don't restart
 
 
@@ -262,7 +261,7 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
         try:
             # Inside the try: a cancel can land on any await from here on, these included,
             # and must end as a cancelled run, not escape as a shutdown.
-            await bus.publish(
+            await bus.send(
                 run_id, "metadata", json_dumps({"run_id": run_id, "attempt": run["attempts"]})
             )
             graph, config, context = await thread_graph_config(deps, run)
@@ -436,7 +435,7 @@ async def _stream(
         run_modes = [*run_modes, "checkpoints"]
     options.update({"stream_mode": run_modes, "subgraphs": subgraphs})
     acc = MessageAccumulator() if "messages" in modes else None
-    publish = deps.bus.publish
+    publish = deps.bus.send
     run_id = run["run_id"]
 
     async def emit(ns: tuple[str, ...], mode: str, chunk: Any) -> None:

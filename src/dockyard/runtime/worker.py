@@ -197,8 +197,10 @@ class WorkerPool:
                 metrics.on_finish(run, status)
             self._active.pop(run_id, None)
             self._slots.release()
-            # A finished run may unblock the next run queued on the same thread.
-            self._wake.set()
+            # A finished run may unblock the next run queued on the same thread, if the last
+            # claim saw any run pending (a run created since then has woken the loop itself).
+            if self.deps.queue.saw_pending:
+                self._wake.set()
 
     async def _release_when_possible(self, run_id: str, give_up_after: float = 120.0) -> None:
         """Hand a run back to the queue once the database answers again.

@@ -131,6 +131,37 @@ on conflict (thread_id, checkpoint_ns, checkpoint_id)
 do update set checkpoint = excluded.checkpoint, metadata = excluded.metadata
 """
 
+# A step's writes and the checkpoint made from them, in one statement (``aput`` took them from
+# ``aput_writes`` before they were sent). A blob that refers to one of these writes (``dyref``)
+# does so only if this statement inserted the row; otherwise (the row was there already: the
+# task ran twice) it stores its tail's bytes (``dydelta``), decided in the statement itself.
+PUT_STEP_SQL = """
+with w as (
+    insert into checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+    select %s, %s, %s, x.task_id, x.task_path, x.idx, x.channel, x.type, x.blob
+    from unnest(%s::text[], %s::text[], %s::integer[], %s::text[], %s::text[], %s::bytea[])
+        as x(task_id, task_path, idx, channel, type, blob)
+    on conflict (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) do nothing
+    returning task_id, idx
+), b as (
+    select x.channel, x.version, x.type, x.blob, x.alt_type,
+        exists (select 1 from w where w.task_id = x.ref_task and w.idx = x.ref_idx) as ref
+    from unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::text[], %s::integer[], %s::text[])
+        as x(channel, version, type, blob, ref_task, ref_idx, alt_type)
+), blobs as (
+    insert into checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+    select %s, %s, b.channel, b.version,
+        case when b.ref or b.alt_type is null then b.type else b.alt_type end,
+        case when b.ref then null else b.blob end
+    from b
+    on conflict (thread_id, checkpoint_ns, channel, version) do nothing
+)
+insert into checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
+values (%s, %s, %s, %s, %s, %s)
+on conflict (thread_id, checkpoint_ns, checkpoint_id)
+do update set checkpoint = excluded.checkpoint, metadata = excluded.metadata
+"""  # noqa: E501
+
 _PUT_WRITES_SQL = """
 insert into checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
 select %s, %s, %s, %s, %s, x.idx, x.channel, x.type, x.blob
@@ -150,6 +181,18 @@ class _Write(NamedTuple):
     blob: bytes
     task_id: str
     idx: int
+
+
+class _Unsent:
+    """A task's writes that ``aput_writes`` has not sent yet: the step's checkpoint, if its
+    ``aput`` comes first, takes them into its own statement (``taken``) and settles ``done``
+    (``False``: it failed, the writes are to be sent on their own)."""
+
+    __slots__ = ("done", "params", "taken", "task_id")
+
+    def __init__(self, params: Sequence[tuple[Any, ...]], task_id: str,
+                 done: asyncio.Future[bool]) -> None:
+        self.params, self.task_id, self.taken, self.done = params, task_id, False, done
 
 
 class _Known(NamedTuple):
@@ -179,6 +222,8 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         # Writes on their way to the database, by checkpoint: the loop saves a step's writes
         # in the background, so the next checkpoint may come before they are known.
         self._inflight: dict[tuple[str, str, str], set[asyncio.Future[None]]] = {}
+        # Writes not sent yet, which the step's checkpoint may take (see aput_writes).
+        self._unsent: dict[tuple[str, str, str], list[_Unsent]] = {}
         # The objects each checkpoint's tasks wrote, by channel (kept alive, so ids stay theirs).
         self._written: OrderedDict[tuple[str, str, str], dict[str, list[Any]]] = OrderedDict()
 
@@ -215,9 +260,12 @@ class PooledPostgresSaver(AsyncPostgresSaver):
     def _dump_value(
         self, key: tuple[str, str, str], version: str, value: Any, learnt: list[tuple[Any, ...]],
         writes: list[_Write], parent_id: str | None, written: dict[str, list[Any]],
-    ) -> tuple[str, bytes | None]:
+        unsent: list[_Write],
+    ) -> tuple[str, bytes | None, _Write | None, str | None]:
+        """(type, blob, the unsent write a ``dyref`` type refers to, the ``dydelta`` type to
+        store with ``blob`` instead if that write is not inserted by the step's statement)."""
         if type(value) is not list:
-            return self.serde.dumps_typed(value)
+            return (*self.serde.dumps_typed(value), None, None)
         base = self._base_for(key, value)
         if base is not None and (objects := written.get(key[2])):
             # A task wrote an object that is already in the stored part (a message edited in
@@ -228,16 +276,20 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                 base = None
         if base is None:
             learnt.append((key, _Known(version, tuple(value), 0, version)))
-            return self.serde.dumps_typed(value)
+            return (*self.serde.dumps_typed(value), None, None)
         learnt.append((key, _Known(version, tuple(value), base.depth + 1, base.root)))
         inner, blob = self.serde.dumps_typed(value[len(base.elements):])
-        for w in writes:
+        delta = f"{DELTA_PREFIX}{base.version}:{base.root}:{inner}"
+        for w in (*writes, *unsent):
             # The tail is, byte for byte, a write of the step that made it (a node returning
             # {"messages": [msg]}): the checkpoint refers to that row instead of a second copy.
             if w.channel == key[2] and w.type == inner and w.blob == blob:
-                return (f"{REF_PREFIX}{base.version}:{base.root}:{parent_id}:{w.task_id}:"
-                        f"{w.idx}:{inner}", None)
-        return f"{DELTA_PREFIX}{base.version}:{base.root}:{inner}", blob
+                ref = (f"{REF_PREFIX}{base.version}:{base.root}:{parent_id}:{w.task_id}:"
+                       f"{w.idx}:{inner}")
+                if w in writes:
+                    return ref, None, None, None
+                return ref, blob, w, delta
+        return delta, blob, None, None
 
     async def aput(
         self,
@@ -267,20 +319,21 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         parent_key = (thread_id, checkpoint_ns, parent_id or "")
         if pending := self._inflight.get(parent_key):
             await asyncio.wait(list(pending))
-        writes = self._writes.get(parent_key, [])
-        written = self._written.get(parent_key, {})
-        channels = [k for k in new_versions if k in blobs]
-        versions = [str(new_versions[k]) for k in channels]
-        dumped = [self._dump_value((thread_id, checkpoint_ns, k), ver, blobs[k], learnt,
-                                   writes, parent_id, written)
-                  for k, ver in zip(channels, versions, strict=True)]
-        async with self._cursor() as cur:
-            await cur.execute(PUT_CHECKPOINT_SQL, (
-                thread_id, checkpoint_ns, channels, versions,
-                [t for t, _ in dumped], [b for _, b in dumped],
-                thread_id, checkpoint_ns, checkpoint["id"], parent_id, Jsonb(copy),
-                Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
-            ))
+        # The step's writes not sent yet go in this checkpoint's statement: one round trip.
+        taken = self._unsent.pop(parent_key, [])
+        for entry in taken:
+            entry.taken = True
+        try:
+            await self._put_checkpoint(config, checkpoint, metadata, new_versions, copy, blobs,
+                                       learnt, parent_key, taken)
+        except BaseException:
+            for entry in taken:
+                if not entry.done.done():
+                    entry.done.set_result(False)  # not stored: aput_writes sends them itself
+            raise
+        for entry in taken:
+            if not entry.done.done():
+                entry.done.set_result(True)
         # Only once stored may a value serve as a base. The step's writes are spent.
         for key, known in learnt:
             self._remember(key, known)
@@ -288,6 +341,38 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         self._drop_writes(parent_key)
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns,
                                  "checkpoint_id": checkpoint["id"]}}
+
+    async def _put_checkpoint(
+        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+        new_versions: ChannelVersions, copy: Checkpoint, blobs: dict[str, Any],
+        learnt: list[tuple[Any, ...]], parent_key: tuple[str, str, str], taken: list[_Unsent],
+    ) -> None:
+        thread_id, checkpoint_ns, parent_id = parent_key
+        writes = self._writes.get(parent_key, [])
+        written = self._written.get(parent_key, {})
+        unsent = [_Write(p[6], p[7], p[8], e.task_id, p[5]) for e in taken for p in e.params]
+        channels = [k for k in new_versions if k in blobs]
+        versions = [str(new_versions[k]) for k in channels]
+        dumped = [self._dump_value((thread_id, checkpoint_ns, k), ver, blobs[k], learnt,
+                                   writes, parent_id or None, written, unsent)
+                  for k, ver in zip(channels, versions, strict=True)]
+        head = (thread_id, checkpoint_ns, checkpoint["id"], parent_id or None, Jsonb(copy),
+                Jsonb(get_serializable_checkpoint_metadata(config, metadata)))
+        async with self._cursor() as cur:
+            if not taken:
+                await cur.execute(PUT_CHECKPOINT_SQL, (
+                    thread_id, checkpoint_ns, channels, versions,
+                    [d[0] for d in dumped], [d[1] for d in dumped], *head))
+                return
+            rows = [p for e in taken for p in e.params]
+            await cur.execute(PUT_STEP_SQL, (
+                thread_id, checkpoint_ns, parent_id,
+                [p[3] for p in rows], [p[4] for p in rows], [p[5] for p in rows],
+                [p[6] for p in rows], [p[7] for p in rows], [p[8] for p in rows],
+                channels, versions, [d[0] for d in dumped], [d[1] for d in dumped],
+                [d[2].task_id if d[2] else None for d in dumped],
+                [d[2].idx if d[2] else None for d in dumped], [d[3] for d in dumped],
+                thread_id, checkpoint_ns, *head))
 
     async def aput_writes(
         self,
@@ -313,6 +398,22 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             self._written.popitem(last=False)
         if all(w[0] in WRITES_IDX_MAP for w in writes):
             await self._put_writes(UPSERT_WRITES_SQL, params)
+            return
+        # The loop starts the step's checkpoint right after its last task's writes, in the same
+        # turn of the event loop when nothing stands between them: wait that one turn, so the
+        # checkpoint's aput can take these writes into its own statement (PUT_STEP_SQL) and the
+        # step costs one round trip. Otherwise (a sibling task still running, an interrupt, a
+        # checkpoint that waits for something else) they are sent here, a turn later.
+        entry = _Unsent(params, task_id, asyncio.get_running_loop().create_future())
+        self._unsent.setdefault(key, []).append(entry)
+        try:
+            await asyncio.sleep(0)
+        finally:
+            if not entry.taken:
+                left = [e for e in self._unsent.pop(key, []) if e is not entry]
+                if left:
+                    self._unsent[key] = left
+        if entry.taken and await entry.done:
             return
         lists = {p[5] for p, (_, v) in zip(params, writes, strict=True) if type(v) is list}
         if not lists:

@@ -22,15 +22,18 @@ ACTIVE = ("pending", "running")
 
 # The tenants with pending runs, in order. A loose index scan (one index probe per tenant)
 # rather than DISTINCT, which reads and sorts every pending run on each claim.
-PENDING_TENANTS = (
+# The tenants with pending runs, by a skip scan of the (status, tenant_id, …) index: one index
+# probe per tenant, however many runs each has queued.
+_TENANTS_CTE = (
     "WITH RECURSIVE t (tenant_id) AS ("
     " SELECT * FROM (SELECT tenant_id FROM runs WHERE status = 'pending'"
     " ORDER BY tenant_id LIMIT 1) AS first_tenant"
     " UNION ALL SELECT (SELECT n.tenant_id FROM runs n WHERE n.status = 'pending'"
     " AND n.tenant_id > t.tenant_id ORDER BY n.tenant_id LIMIT 1) FROM t"
     " WHERE t.tenant_id IS NOT NULL"
-    ") SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL"
+    ")"
 )
+PENDING_TENANTS = _TENANTS_CTE + " SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL"
 
 
 def public_run(row: dict[str, Any]) -> dict[str, Any]:
@@ -147,6 +150,9 @@ class RunQueue:
         now = utcnow()
         revision_cond = " AND r.revision_id IS NULL" if revision is None else " AND r.revision_id = ?"
         revision_params: tuple[str, ...] = () if revision is None else (revision,)
+        if self.db.writable_ctes and not tenant_limit and not assistant_limit:
+            return await self._claim_in_one_statement(
+                worker_id, lease_seconds, now, revision_cond, revision_params)
         # Read outside any transaction (it locks nothing): an idle worker's claim is one
         # round trip, and ``saw_pending`` tells the pool that no run is even delayed.
         tenants = [r["tenant_id"] for r in await self.db.fetchall(PENDING_TENANTS)]
@@ -164,19 +170,6 @@ class RunQueue:
             " AND e.status = 'pending' AND e.created_at < r.created_at)"
             " ORDER BY r.priority DESC, r.created_at LIMIT {limit}" + self.db.claim_lock
         )
-        if self.db.writable_ctes and not tenant_limit and not assistant_limit:
-            # No caps to count: pick, take and mark the thread busy in one statement (its own
-            # transaction; the candidate's row lock is held until the update commits).
-            for tenant in tenants:
-                row = await self._take_first(
-                    candidates.format(cols="r.run_id AS claim_id", limit=1),
-                    (tenant, now, *revision_params),
-                    worker_id, lease_seconds, now,
-                )
-                if row is not None:
-                    self._last_tenant = tenant
-                    return row
-            return None
         if not tenants:
             return None
         async with self.db.transaction() as tx:
@@ -202,22 +195,47 @@ class RunQueue:
                     return await self._take(tx, row["run_id"], worker_id, lease_seconds, now)
         return None
 
-    async def _take_first(
-        self, candidates: str, params: tuple[Any, ...], worker_id: str, lease_seconds: float,
-        now: str,
+    async def _claim_in_one_statement(
+        self, worker_id: str, lease_seconds: float, now: str, revision_cond: str,
+        revision_params: tuple[str, ...],
     ) -> dict[str, Any] | None:
-        """``_take`` of the first candidate, as one statement (dialects with writable CTEs)."""
+        """``claim`` without caps, on a dialect with writable CTEs: list the tenants with
+        pending runs, pick the first claimable run of the first tenant after the one served
+        last, take it and mark its thread busy, in one statement (its own transaction; the
+        candidate's row lock is held until the update commits). The statement also counts the
+        pending tenants (``saw_pending``), so an idle worker's claim is one round trip too.
+
+        The tenants are visited in order (the nested loop of the LATERAL join stops at the
+        first tenant with a claimable run), and each visit locks at most the one run it
+        returns (``FOR UPDATE SKIP LOCKED``)."""
         rows = await self.db.fetchall(
-            f"WITH c AS ({candidates}),"
+            _TENANTS_CTE + ","
+            " c AS (SELECT x.claim_id FROM (SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL"
+            " ORDER BY tenant_id <= ?, tenant_id) AS p CROSS JOIN LATERAL ("
+            "SELECT r.run_id AS claim_id FROM runs r WHERE r.status = 'pending'"
+            " AND r.tenant_id = p.tenant_id AND r.available_at <= ?" + revision_cond +
+            " AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.thread_id = r.thread_id"
+            " AND o.status = 'running')"
+            " AND NOT EXISTS (SELECT 1 FROM runs e WHERE e.thread_id = r.thread_id"
+            " AND e.status = 'pending' AND e.created_at < r.created_at)"
+            " ORDER BY r.priority DESC, r.created_at LIMIT 1" + self.db.claim_lock +
+            ") AS x LIMIT 1),"
             " u AS (UPDATE runs SET status = 'running', worker_id = ?, lease_until = ?,"
             " attempts = attempts + 1, started_at = COALESCE(started_at, ?), updated_at = ?"
             f" FROM c WHERE runs.run_id = c.claim_id RETURNING {RUN_COLS}),"
-            " t AS (UPDATE threads SET status = 'busy', updated_at = ? FROM u"
+            " th AS (UPDATE threads SET status = 'busy', updated_at = ? FROM u"
             " WHERE threads.tenant_id = u.tenant_id AND threads.thread_id = u.thread_id)"
-            " SELECT * FROM u",
-            (*params, worker_id, in_seconds(lease_seconds), now, now, now),
+            " SELECT (SELECT COUNT(*) FROM t WHERE tenant_id IS NOT NULL) AS pending_tenants,"
+            " u.* FROM (SELECT 1 AS one) AS one LEFT JOIN u ON TRUE",
+            (self._last_tenant, now, *revision_params, worker_id, in_seconds(lease_seconds),
+             now, now, now),
         )
-        return rows[0] if rows else None
+        row = rows[0]
+        self.saw_pending = bool(row.pop("pending_tenants"))
+        if row.get("run_id") is None:
+            return None
+        self._last_tenant = row["tenant_id"]
+        return row
 
     async def _running(self, tx: Any, column: str, value: str) -> int:
         rows = await self.db._fetch(

@@ -22,11 +22,24 @@ class Event:
 
 ControlHandler = Callable[[str], Awaitable[None] | None]
 
+# The internal event an executor ends a run's stream with (never sent to clients): what
+# `wait`/`join` return. ``EventBus.wait_result`` waits for it.
+RESULT_EVENT = "__result__"
+
 
 class EventBus(abc.ABC):
     @abc.abstractmethod
     async def publish(self, run_id: str, event: str, data: bytes) -> str:
         """Append an event to the run's stream; returns its id."""
+
+    async def send(self, run_id: str, event: str, data: bytes) -> None:
+        """``publish`` without waiting for the event's id: what an executor streams with.
+
+        The Redis bus queues the event and returns; its outbox writes queued events in order,
+        several runs' in one pipeline, before anything queued after them (``finish`` too). A
+        failure to write it is raised by the run's next ``send``.
+        """
+        await self.publish(run_id, event, data)
 
     @abc.abstractmethod
     async def close(self, run_id: str) -> None:
@@ -40,6 +53,18 @@ class EventBus(abc.ABC):
         for event, data in events:
             await self.publish(run_id, event, data)
         await self.close(run_id)
+
+    async def wait_result(self, run_id: str) -> bytes | None:
+        """The data of the run's ``RESULT_EVENT`` once it is published, or None when the
+        run's stream is closed without one.
+
+        Read from the run's stream here; the Redis bus keeps the result on a key of its own,
+        so a waiter wakes once rather than at every event of the run.
+        """
+        async for ev in self.subscribe(run_id):
+            if ev.event == RESULT_EVENT:
+                return ev.data
+        return None
 
     @abc.abstractmethod
     def subscribe(self, run_id: str, *, last_event_id: str | None = None) -> AsyncIterator[Event]:

@@ -34,6 +34,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -44,7 +45,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dockyard.errors import EventBusUnavailable
-from dockyard.streams.base import ControlHandler, Event, EventBus
+from dockyard.streams.base import RESULT_EVENT, ControlHandler, Event, EventBus
 
 log = logging.getLogger("dockyard.streams")
 
@@ -61,6 +62,8 @@ READ_COUNT = 500
 RETRY_SECONDS = 30.0  # covers a Redis restart; longer outages surface as EventBusUnavailable
 MISSING_GRACE_SECONDS = 60.0  # a stream that vanished under a subscriber (expired) ends it
 CONTROL_READY_SECONDS = 2.0  # how long a run's first publish waits for its control channel
+OUTBOX_LIMIT = 10_000  # queued sends beyond this wait for their own write (backpressure)
+OUTBOX_BATCH = 1_000  # commands' producers per pipeline
 RETRY_FIRST_DELAY = 0.05
 RETRY_MAX_DELAY = 2.0
 
@@ -88,6 +91,17 @@ def _entries(reply: Any) -> list[tuple[Any, dict[bytes, bytes]]]:
             entries = entries[0]
         out.extend((entry[0], entry[1]) for entry in entries)
     return out
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    """Commands waiting in the outbox: ``add`` puts them on a pipeline (again on a retry);
+    ``done`` gets the first reply (an event's id), None for ``send``."""
+
+    run_id: str
+    op: str
+    add: Callable[[Any], None]
+    done: asyncio.Future[Any] | None
 
 
 class RedisBus(EventBus):
@@ -127,6 +141,12 @@ class RedisBus(EventBus):
         self._dirty = asyncio.Event()
         self._control_task: asyncio.Task[None] | None = None
         self._handler_tasks: set[asyncio.Task[Any]] = set()
+        # Events and finishes waiting for the next pipeline, the task writing them, and what
+        # failed a ``send`` (raised by the run's next call).
+        self._outbox: list[_Outgoing] = []
+        self._held: dict[str, list[_Outgoing]] = {}  # sends waiting for their control channel
+        self._flusher: asyncio.Task[None] | None = None
+        self._failed: dict[str, BaseException] = {}
 
     @classmethod
     def from_url(cls, url: str, *, client_name: str = "dockyard", **options: Any) -> RedisBus:
@@ -160,6 +180,9 @@ class RedisBus(EventBus):
     def closed_key(self, run_id: str) -> str:
         return f"{self.prefix}:run:{run_id}:closed"
 
+    def result_key(self, run_id: str) -> str:
+        return f"{self.prefix}:run:{run_id}:result"
+
     def control_channel(self, run_id: str) -> str:
         return self._control_prefix + run_id
 
@@ -172,10 +195,15 @@ class RedisBus(EventBus):
         return bool(await self._client.ping())
 
     async def aclose(self) -> None:
+        if self._flusher is not None and not self._flusher.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._flusher), self.retry_seconds)
         tasks = [t for t in (self._control_task, *self._handler_tasks) if t is not None]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            # Bounded: a task whose library call swallowed the cancellation is not waited on.
+            await asyncio.wait(tasks, timeout=2.0)
         self._control_task = None
         self._handler_tasks.clear()
         await self._client.aclose()
@@ -207,27 +235,117 @@ class RedisBus(EventBus):
 
     # ---- events -------------------------------------------------------------------------
     async def publish(self, run_id: str, event: str, data: bytes) -> str:
+        done = asyncio.get_running_loop().create_future()
+        await self._queue(run_id, "publish", self._event_adder(run_id, event, data), done)
+        return _text(await done)
+
+    async def send(self, run_id: str, event: str, data: bytes) -> None:
+        """Queue the event for the outbox's next pipeline and return without its id (see
+        ``EventBus.send``); a failure to write it is raised by the run's next call."""
+        await self._queue(run_id, "publish", self._event_adder(run_id, event, data), None)
+
+    def _event_adder(self, run_id: str, event: str, data: bytes) -> Callable[[Any], None]:
+        key = self.events_key(run_id)
+
+        def add(pipe: Any) -> None:
+            pipe.xadd(key, {_EVENT_FIELD: event, _DATA_FIELD: data}, maxlen=self.max_events,
+                      approximate=True)
+            now = time.monotonic()
+            if now >= self._ttl_due.get(key, 0.0):
+                pipe.expire(key, self.idle_ttl + self.ttl_refresh)
+                self._ttl_set(key, now)
+
+        return add
+
+    async def _queue(
+        self, run_id: str, op: str, add: Callable[[Any], None],
+        done: asyncio.Future[Any] | None,
+    ) -> None:
+        """Put commands in the outbox once the run's control channel is live, and raise what
+        failed an earlier ``send`` of the run.
+
+        A run's events become visible only after its control channel is subscribed, so a
+        client that sees them can cancel the run at once. ``send`` does not wait for that:
+        its events are held back until the channel is live (at most CONTROL_READY_SECONDS),
+        then queued ahead of anything the run queues later.
+        """
+        failed = self._failed.pop(run_id, None)
+        if failed is not None:
+            if op != "close":
+                raise failed
+            # The run's end is still worth writing: its subscribers stop rather than wait.
+            log.warning("event_lost run_id=%s error=%s", run_id, failed)
+        item = _Outgoing(run_id, op, add, done)
         ready = self._ready.get(run_id)
         if ready is not None and not ready.done():
+            if done is None:
+                held = self._held.get(run_id)
+                if held is None:
+                    self._held[run_id] = [item]
+                    ready.add_done_callback(lambda _: self._release(run_id))
+                    asyncio.get_running_loop().call_later(
+                        CONTROL_READY_SECONDS, self._control_late, run_id, ready)
+                else:
+                    held.append(item)
+                return
             await self._await_control_ready(run_id, ready)
-        key = self.events_key(run_id)
-        now = time.monotonic()
-        if now < self._ttl_due.get(key, 0.0):
-            reply = await self._retrying("publish", run_id, lambda: self._client.xadd(
-                key, {_EVENT_FIELD: event, _DATA_FIELD: data}, maxlen=self.max_events,
-                approximate=True))
-            return _text(reply)
+        self._release(run_id)  # what the run held back goes first
+        if done is None and len(self._outbox) >= OUTBOX_LIMIT:
+            # Redis is slower than the runs: the sender waits for its event, as publish does.
+            done = item.done = asyncio.get_running_loop().create_future()
+        self._outbox.append(item)
+        self._kick()
+        if done is not None:
+            await done
 
-        async def add() -> list[Any]:
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.xadd(key, {_EVENT_FIELD: event, _DATA_FIELD: data}, maxlen=self.max_events,
-                          approximate=True)
-                pipe.expire(key, self.idle_ttl + self.ttl_refresh)
-                return await pipe.execute()
+    def _release(self, run_id: str) -> None:
+        held = self._held.pop(run_id, None)
+        if held:
+            self._outbox.extend(held)
+            self._kick()
 
-        replies = await self._retrying("publish", run_id, add)
-        self._ttl_set(key, now)
-        return _text(replies[0])
+    def _control_late(self, run_id: str, ready: asyncio.Future[None]) -> None:
+        if not ready.done():
+            log.warning("event_bus_control_not_ready run_id=%s", run_id)
+            ready.set_result(None)  # its callback releases the held events
+
+    def _kick(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._flush(), name="dockyard-bus-outbox")
+
+    async def _flush(self) -> None:
+        """Write the outbox in pipelines, in order, until it is empty.
+
+        Every event and ``finish`` of this process goes through it, so a run's commands reach
+        Redis in the order they were queued, and the events of runs executing side by side
+        share round trips. A connection failure retries the whole pipeline (``_retrying``).
+        """
+        while self._outbox:
+            batch, self._outbox = self._outbox[:OUTBOX_BATCH], self._outbox[OUTBOX_BATCH:]
+
+            async def write(batch: list[_Outgoing] = batch) -> tuple[list[int], list[Any]]:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    starts = []
+                    for item in batch:
+                        starts.append(len(pipe.command_stack))
+                        item.add(pipe)
+                    return starts, await pipe.execute()
+
+            try:
+                starts, replies = await self._retrying(batch[0].op, batch[0].run_id, write)
+            except Exception as exc:
+                for item in batch:
+                    if item.done is None:
+                        if len(self._failed) >= TTL_TRACKED:
+                            self._failed.clear()
+                        self._failed[item.run_id] = exc
+                    elif not item.done.done():
+                        item.done.set_exception(exc)
+                continue
+            for item, start in zip(batch, starts, strict=True):
+                if item.done is not None and not item.done.done():
+                    item.done.set_result(replies[start])
 
     def _ttl_set(self, key: str, now: float) -> None:
         """Remember that ``key``'s idle TTL was set at ``now`` (bounded: streams whose refresh
@@ -264,23 +382,58 @@ class RedisBus(EventBus):
         that broke half-way can only repeat entries that precede the first marker, where
         subscribers stop, or repeat one of the last events, as a retried publish can.
         """
-        ready = self._ready.get(run_id)
-        if ready is not None and not ready.done():
-            await self._await_control_ready(run_id, ready)
         key = self.events_key(run_id)
 
-        async def add_and_close() -> None:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for event, data in events:
-                    pipe.xadd(key, {_EVENT_FIELD: event, _DATA_FIELD: data},
-                              maxlen=self.max_events, approximate=True)
-                pipe.xadd(key, {_CLOSED_FIELD: b"1"}, maxlen=self.max_events, approximate=True)
-                pipe.expire(key, self.closed_ttl)
-                pipe.set(self.closed_key(run_id), b"1", ex=self.closed_ttl)
-                await pipe.execute()
+        def add(pipe: Any) -> None:
+            for event, data in events:
+                pipe.xadd(key, {_EVENT_FIELD: event, _DATA_FIELD: data},
+                          maxlen=self.max_events, approximate=True)
+            pipe.xadd(key, {_CLOSED_FIELD: b"1"}, maxlen=self.max_events, approximate=True)
+            pipe.expire(key, self.closed_ttl)
+            # What wait_result reads: the result, if the run has one, else the marker; before
+            # the closed key, so a run seen closed has it.
+            results = [data for event, data in events if event == RESULT_EVENT]
+            result_key = self.result_key(run_id)
+            pipe.xadd(result_key, {_DATA_FIELD: results[-1]} if results else {_CLOSED_FIELD: b"1"},
+                      maxlen=1, approximate=False)
+            pipe.expire(result_key, self.closed_ttl)
+            pipe.set(self.closed_key(run_id), b"1", ex=self.closed_ttl)
+            self._ttl_due.pop(key, None)
 
-        await self._retrying("close", run_id, add_and_close)
-        self._ttl_due.pop(key, None)
+        await self._queue(run_id, "close", add, asyncio.get_running_loop().create_future())
+
+    async def wait_result(self, run_id: str) -> bytes | None:
+        """The run's result from its result key, written by ``finish`` with the end of the
+        stream: one blocking read that wakes once, however many events the run has."""
+        key = self.result_key(run_id)
+        failing_since: float | None = None
+        delay = RETRY_FIRST_DELAY
+        while True:
+            try:
+                reply = await self._client.xread({key: "0-0"}, count=1, block=self.block_ms)
+                entries = _entries(reply)
+                if not entries and await self._client.exists(self.closed_key(run_id)):
+                    # Closed: its entry was written before the closed key, unless it expired
+                    # just now (or an older process closed the run without one).
+                    entries = _entries(await self._client.xread({key: "0-0"}, count=1))
+                    if not entries:
+                        return None
+            except _CONNECTION_ERRORS as exc:
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since > self.retry_seconds:
+                    raise EventBusUnavailable(
+                        f"Redis at {self.where} unreachable for {self.retry_seconds:g}s "
+                        f"(wait_result): {exc}", op="wait_result",
+                    ) from exc
+                log.warning("event_bus_retry op=wait_result run_id=%s delay=%.2f error=%s",
+                            run_id, delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+                continue
+            failing_since, delay = None, RETRY_FIRST_DELAY
+            for _, fields in entries:
+                return fields.get(_DATA_FIELD)
 
     async def is_closed(self, run_id: str) -> bool:
         return bool(await self._retrying("is_closed", run_id,
@@ -375,7 +528,10 @@ class RedisBus(EventBus):
     async def _control_loop(self) -> None:
         """Keep the pub/sub connection subscribed to the channels of ``_controls``."""
         delay = RETRY_FIRST_DELAY
+        task = asyncio.current_task()
         while True:
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             pubsub = self._client.pubsub()
             self._subscribed, self._confirmed = set(), set()
             reader: asyncio.Task[None] | None = None
@@ -383,6 +539,9 @@ class RedisBus(EventBus):
                 while True:
                     self._dirty.clear()
                     await self._reconcile(pubsub)
+                    if task is not None and task.cancelling():
+                        # redis-py can swallow a cancellation that lands inside (un)subscribe.
+                        raise asyncio.CancelledError
                     if reader is None and pubsub.connection is not None:
                         reader = asyncio.create_task(self._read_controls(pubsub),
                                                      name="dockyard-bus-control-reader")
@@ -420,7 +579,10 @@ class RedisBus(EventBus):
             self._subscribed -= drop
 
     async def _read_controls(self, pubsub: PubSub) -> None:
+        task = asyncio.current_task()
         while True:
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError  # swallowed inside get_message (redis-py)
             msg = await pubsub.get_message(timeout=1.0)
             if msg is None:
                 continue
