@@ -14,7 +14,7 @@ import pytest
 from dockyard.errors import ConfigError, InvalidInput, StorageError
 from dockyard.services.ids import new_id
 from dockyard.storage import create_storage
-from dockyard.storage.base import Storage, utcnow
+from dockyard.storage.base import Storage, dumps, utcnow
 from dockyard.storage.postgres import PostgresStorage, adapt_ddl, to_pyformat
 from dockyard.storage.queue import RunQueue, in_seconds
 from dockyard.storage.resources import Assistants, Threads
@@ -479,6 +479,34 @@ async def test_duplicate_keys_are_conflicts(db: Storage) -> None:
     with pytest.raises(Conflict):
         await Assistants(db).insert(T, row)
     assert await Assistants(db).count(T) == 1  # the failed transaction left nothing behind
+
+
+async def test_a_batch_is_one_transaction_and_keeps_its_values_as_given(db: Storage) -> None:
+    """``execute_batch``: every statement or none; values reach the rows exactly (quotes,
+    ``%`` and ``?`` in values and in literals, JSON text, NULL), whichever way they are bound."""
+    threads = Threads(db)
+    a, b = new_id(), new_id()
+    await threads.insert(T, a, {"n": 1})
+    odd = "it's 100% sure? {\"k\": [1, 2]} ;\n -- not a comment"
+    await db.execute_batch([
+        threads.update_statement(T, a, metadata={"note": odd}, status="busy"),
+        ("UPDATE threads SET error = ? WHERE tenant_id = ? AND thread_id = ?"
+         " AND status = 'busy' AND '50%?' = '50%?'", (dumps(odd), T, a)),
+        ("UPDATE threads SET \"values\" = NULL WHERE tenant_id = ? AND thread_id = ?", (T, a)),
+    ])
+    row = await threads.get(T, a)
+    assert row is not None
+    assert row["metadata"] == {"note": odd} and row["error"] == odd and row["status"] == "busy"
+    from dockyard.errors import Conflict
+
+    with pytest.raises(Conflict):  # the second insert collides: the first is undone with it
+        insert = ("INSERT INTO threads (tenant_id, thread_id, status, metadata, config,"
+                  " interrupts, created_at, updated_at)"
+                  " VALUES (?, ?, 'idle', '{}', '{}', '{}', ?, ?)")
+        await db.execute_batch([(insert, (T, b, utcnow(), utcnow())),
+                                (insert, (T, a, utcnow(), utcnow()))])
+    assert await threads.get(T, b) is None
+    await db.execute_batch([])
 
 
 @postgres_only

@@ -196,21 +196,31 @@ async def test_a_run_that_stops_at_an_interrupt_reads_its_final_state(app: Docky
 async def test_run_creation_wakes_other_processes_in_its_transaction(
     app: Dockyard, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The NOTIFY goes with the run's rows (PostgreSQL delivers it at commit): no
-    transaction of its own."""
-    sent: list[tuple[bool, str]] = []
+    """The NOTIFY goes with the run's rows, in the one batch that writes them (PostgreSQL
+    delivers it at commit): no transaction of its own."""
+    kinds: list[str] = []
     alone: list[str] = []
+    batches: list[list[str]] = []
+    real_batch = app.storage.execute_batch
 
-    async def notify_in(tx: Any, kind: str = "") -> None:
-        sent.append((tx is not None, kind))
+    def notify_statement(kind: str = "") -> tuple[str, tuple[str, ...]]:
+        kinds.append(kind)
+        return "SELECT ? AS woken", (kind,)
 
     async def notify(kind: str = "") -> None:
         alone.append(kind)
 
-    monkeypatch.setattr(app.storage, "notify_runs_in", notify_in)
+    async def batch(statements: Any) -> None:
+        batches.append([sql for sql, _ in statements])
+        await real_batch(statements)
+
+    monkeypatch.setattr(app.storage, "notify_statement", notify_statement)
     monkeypatch.setattr(app.storage, "notify_runs", notify)
+    monkeypatch.setattr(app.storage, "execute_batch", batch)
     monkeypatch.setattr(app.storage, "dialect", "postgres")  # as far as the wake-ups go
     thread = await app.threads.create("default")
     await app.runs.create("default", thread["thread_id"], {"assistant_id": "g",
                                                            "input": {"steps": []}})
-    assert (sent, alone) == ([(True, "base")], [])
+    assert (kinds, alone) == (["base"], [])
+    assert len(batches) == 1 and batches[0][0].startswith("INSERT INTO runs")
+    assert batches[0][-1] == "SELECT ? AS woken"

@@ -151,14 +151,20 @@ class WorkerPool:
                 self._slots.release()
                 # The timeout first: an await between creating the wait() coroutine and
                 # awaiting it (a query, on PostgreSQL) could be cancelled and leak it.
-                timeout = await self._idle_timeout()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-                except TimeoutError:
-                    pass
+                await self._wait_for_wake(await self._idle_timeout())
                 continue
             task = asyncio.create_task(self._execute(run), name=f"run-{run['run_id']}")
             self._active[run["run_id"]] = task
+            if not self.deps.queue.saw_pending:
+                # It took the only pending run: the next claim waits for a wake-up (a new
+                # run's NOTIFY, a finished run, the poll) instead of finding nothing now.
+                await self._wait_for_wake(self.poll_seconds)
+
+    async def _wait_for_wake(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+        except TimeoutError:
+            pass
 
     async def _idle_timeout(self) -> float:
         if not self.deps.queue.saw_pending:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,8 +95,17 @@ class RunService:
         """
         prepared = await self.prepare(tenant, thread_id, payload, extra_kwargs=extra_kwargs,
                                       run_id=run_id)
-        async with self.deps.storage.transaction() as tx:
-            run = await self.write(tx, tenant, prepared)
+        limits = prepared.limits
+        if prepared.new_thread is None and (
+            limits is None or not (limits.max_concurrent_runs or limits.runs_per_minute)
+        ):
+            # Nothing to read inside the transaction: its statements go as one batch (one
+            # round trip and one commit on PostgreSQL).
+            run, statements = self._write_statements(tenant, prepared)
+            await self.deps.storage.execute_batch(statements)
+        else:
+            async with self.deps.storage.transaction() as tx:
+                run = await self.write(tx, tenant, prepared)
         counted_at, depth = self._depth
         self._depth = (counted_at, depth + 1)  # this process's own runs count at once
         self.notify(wake_kind(run), others_told=True)  # the NOTIFY went with the commit
@@ -292,15 +301,29 @@ class RunService:
             await self.quotas.check_run(tx, tenant, prepared.limits)
         if prepared.new_thread is not None:
             await self.threads.repo.insert(tenant, record["thread_id"], prepared.new_thread, tx=tx)
-        run = await self.queue.insert(tenant, record, tx=tx)
+        run, statements = self._write_statements(tenant, prepared, kind=kind)
+        for sql, params in statements:
+            await self.deps.storage.execute_in(tx, sql, params)
+        return run
+
+    def _write_statements(
+        self, tenant: str, prepared: PreparedRun, *, kind: str | None = None,
+    ) -> tuple[dict[str, Any], list[tuple[str, Sequence[Any]]]]:
+        """The run's row, the thread's status (and pin, metadata) and the wake-up of other
+        processes, as statements of one transaction."""
+        record = prepared.record
+        run, insert = self.queue.insert_statement(tenant, record)
         fields: dict[str, Any] = {"status": "busy"}
         if prepared.pin:
             fields["revision_id"] = prepared.pin
         if prepared.thread_metadata is not None:
             fields["metadata"] = prepared.thread_metadata
-        await self.threads.repo.update(tenant, record["thread_id"], tx=tx, **fields)
-        await self.deps.storage.notify_runs_in(tx, wake_kind(run) if kind is None else kind)
-        return run
+        statements = [insert, self.threads.repo.update_statement(tenant, record["thread_id"],
+                                                                 **fields)]
+        notify = self.deps.storage.notify_statement(wake_kind(run) if kind is None else kind)
+        if notify is not None:
+            statements.append(notify)
+        return run, statements
 
     # ---- read --------------------------------------------------------------------------
     async def get(self, tenant: str, thread_id: str | None, run_id: str) -> dict[str, Any]:

@@ -209,9 +209,16 @@ class Storage(abc.ABC):
         Embedded SQLite has one process, whose pool is woken directly; nothing to do.
         """
 
-    async def notify_runs_in(self, tx: Any, kind: str = "") -> None:  # noqa: B027
+    async def notify_runs_in(self, tx: Any, kind: str = "") -> None:
         """``notify_runs`` as part of the transaction ``tx``: sent when it commits, so the
         wake-up costs no commit of its own and never precedes the rows."""
+        statement = self.notify_statement(kind)
+        if statement is not None:
+            await self._execute(tx, *statement)
+
+    def notify_statement(self, kind: str = "") -> tuple[str, Sequence[Any]] | None:
+        """``notify_runs_in`` as a statement to commit with others (None: nothing to send)."""
+        return None
 
     async def listen_runs(self, callback: Callable[[str], None]) -> None:  # noqa: B027
         """Call ``callback(kind)`` whenever another process calls ``notify_runs`` (PG: LISTEN);
@@ -288,8 +295,9 @@ class Storage(abc.ABC):
             return await self._execute(tx, sql, params)
 
     async def execute_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """Run writes whose results nobody reads in one transaction. PostgreSQL sends them
-        in one pipeline (a round trip or two instead of one per statement and BEGIN/COMMIT)."""
+        """Run writes whose results nobody reads in one transaction. PostgreSQL sends them as
+        one multi-statement query (one round trip instead of one per statement and
+        BEGIN/COMMIT)."""
         async with self.transaction() as tx:
             for sql, params in statements:
                 await self._execute(tx, sql, params)

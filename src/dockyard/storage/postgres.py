@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncClientCursor, AsyncConnection
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.errors import UniqueViolation
 from psycopg.rows import DictRow, dict_row
@@ -315,14 +315,18 @@ class PostgresStorage(Storage):
             raise _translate(exc) from exc
 
     async def execute_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        # One query message holding every statement, its values bound on the client: PostgreSQL
+        # runs a multi-statement query as one implicit transaction (all or nothing, one commit)
+        # in one round trip. A psycopg pipeline costs the same round trip but far more client
+        # CPU (its send/receive loop spins while the server works).
+        if not statements:
+            return
+        sql = ";\n".join(to_pyformat(q) for q, _ in statements)
+        values = [v for _, params in statements for v in _params(params)]
         async with self._connection() as conn:
             try:
-                async with conn.pipeline(), conn.transaction():
-                    for sql, params in statements:
-                        if params:
-                            await conn.execute(to_pyformat(sql), _params(params))
-                        else:
-                            await conn.execute(sql)
+                async with AsyncClientCursor(conn) as cur:
+                    await cur.execute(sql, values)
             except psycopg.Error as exc:
                 raise _translate(exc) from exc
 
@@ -333,9 +337,9 @@ class PostgresStorage(Storage):
         except StorageError as exc:  # best effort: workers also poll
             log.warning("notify_runs_failed error=%s", exc)
 
-    async def notify_runs_in(self, tx: Any, kind: str = "") -> None:
+    def notify_statement(self, kind: str = "") -> tuple[str, Sequence[Any]] | None:
         # NOTIFY is transactional: PostgreSQL delivers it at COMMIT, and drops it on ROLLBACK.
-        await self._execute(tx, f"SELECT pg_notify('{RUNS_CHANNEL}', ?)", (kind,))
+        return f"SELECT pg_notify('{RUNS_CHANNEL}', ?)", (kind,)
 
     async def listen_runs(self, callback: Callable[[str], None]) -> None:
         """LISTEN on a connection of its own (outside the pool, which would recycle it)."""

@@ -77,6 +77,15 @@ class RunQueue:
         self.saw_pending = True
 
     async def insert(self, tenant: str, run: dict[str, Any], *, tx: Any = None) -> dict[str, Any]:
+        row, statement = self.insert_statement(tenant, run)
+        await self.db.execute_in(tx, *statement)
+        return row
+
+    def insert_statement(
+        self, tenant: str, run: dict[str, Any]
+    ) -> tuple[dict[str, Any], tuple[str, Sequence[Any]]]:
+        """``insert`` as the row it writes and the statement, for a caller that commits it
+        with others."""
         now = utcnow()
         row = {
             "status": "pending", "attempts": 0, "priority": 0, "temporary": 0,
@@ -84,8 +93,7 @@ class RunQueue:
             "ended_at": None, "error": None, "created_at": now, "updated_at": now,
             "tenant_id": tenant, "revision_id": None, **run,
         }
-        await self.db.execute_in(
-            tx,
+        return row, (
             "INSERT INTO runs (run_id, tenant_id, thread_id, assistant_id, assistant_version,"
             " graph_id, status, metadata, kwargs, multitask_strategy, temporary, priority,"
             " attempts, available_at, created_at, updated_at, revision_id)"
@@ -97,7 +105,6 @@ class RunQueue:
                 row["priority"], 0, row["available_at"], now, now, row["revision_id"],
             ),
         )
-        return row
 
     async def get(self, tenant: str, run_id: str, thread_id: str | None = None) -> dict[str, Any] | None:
         sql = f"SELECT {RUN_COLS} FROM runs WHERE tenant_id = ? AND run_id = ?"
@@ -202,8 +209,9 @@ class RunQueue:
         """``claim`` without caps, on a dialect with writable CTEs: list the tenants with
         pending runs, pick the first claimable run of the first tenant after the one served
         last, take it and mark its thread busy, in one statement (its own transaction; the
-        candidate's row lock is held until the update commits). The statement also counts the
-        pending tenants (``saw_pending``), so an idle worker's claim is one round trip too.
+        candidate's row lock is held until the update commits). The statement also tells
+        whether other runs are pending (``saw_pending``), so an idle worker's claim is one
+        round trip too, and a worker that took the only pending run does not claim again.
 
         The tenants are visited in order (the nested loop of the LATERAL join stops at the
         first tenant with a claimable run), and each visit locks at most the one run it
@@ -225,15 +233,19 @@ class RunQueue:
             f" FROM c WHERE runs.run_id = c.claim_id RETURNING {RUN_COLS}),"
             " th AS (UPDATE threads SET status = 'busy', updated_at = ? FROM u"
             " WHERE threads.tenant_id = u.tenant_id AND threads.thread_id = u.thread_id)"
-            " SELECT (SELECT COUNT(*) FROM t WHERE tenant_id IS NOT NULL) AS pending_tenants,"
-            " u.* FROM (SELECT 1 AS one) AS one LEFT JOIN u ON TRUE",
+            " SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE status = 'pending'"
+            " LIMIT 2) AS p2) AS pending, u.* FROM (SELECT 1 AS one) AS one LEFT JOIN u ON TRUE",
             (self._last_tenant, now, *revision_params, worker_id, in_seconds(lease_seconds),
              now, now, now),
         )
         row = rows[0]
-        self.saw_pending = bool(row.pop("pending_tenants"))
+        # Pending runs as the statement saw them, the one it claims included (its snapshot
+        # precedes its own update): any other one means the pool should claim again at once.
+        pending = int(row.pop("pending"))
         if row.get("run_id") is None:
+            self.saw_pending = pending > 0
             return None
+        self.saw_pending = pending > 1
         self._last_tenant = row["tenant_id"]
         return row
 
