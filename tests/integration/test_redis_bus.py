@@ -61,6 +61,19 @@ async def publish_all(bus: EventBus, run_id: str, n: int, *, close: bool = True)
     return ids
 
 
+def round_trips(bus: RedisBus) -> list[str]:
+    """The ops of the bus's Redis round trips from now on (``_retrying`` wraps each)."""
+    calls: list[str] = []
+    real = bus._retrying
+
+    async def counting(op: str, run_id: str, call: Any) -> Any:
+        calls.append(op)
+        return await real(op, run_id, call)
+
+    bus._retrying = counting  # type: ignore[method-assign]
+    return calls
+
+
 class RedisBuses:
     """Makes RedisBus instances on one test's prefix; closes them and deletes the keys."""
 
@@ -385,14 +398,7 @@ async def test_finish_appends_the_last_events_and_closes_in_one_round_trip(
     run = new_run()
     await bus.publish(run, "metadata", b"{}")
     sub = asyncio.create_task(collect(api.subscribe(run)))
-    calls: list[str] = []
-    real = bus._retrying
-
-    async def counting(op: str, run_id: str, call: Any) -> Any:
-        calls.append(op)
-        return await real(op, run_id, call)
-
-    bus._retrying = counting  # type: ignore[method-assign]
+    calls = round_trips(bus)
     await bus.finish(run, [("__result__", b'{"status":"success"}'), ("end", b"null")])
     assert calls == ["close"]
     assert [(ev.event, ev.data) for ev in await sub] == [
@@ -405,14 +411,7 @@ async def test_finish_appends_the_last_events_and_closes_in_one_round_trip(
 async def test_sends_of_runs_side_by_side_share_round_trips(rbuses: RedisBuses) -> None:
     bus, api = rbuses.new(), rbuses.new()
     runs = [new_run() for _ in range(5)]
-    calls: list[str] = []
-    real = bus._retrying
-
-    async def counting(op: str, run_id: str, call: Any) -> Any:
-        calls.append(op)
-        return await real(op, run_id, call)
-
-    bus._retrying = counting  # type: ignore[method-assign]
+    calls = round_trips(bus)
     for i in range(4):
         await asyncio.gather(*(bus.send(run, "values", str(i).encode()) for run in runs))
     await asyncio.gather(*(bus.finish(run, [("end", b"null")]) for run in runs))

@@ -187,11 +187,12 @@ class RunService:
         # The thread and its active runs are read while the assistant is: one round trip of
         # latency instead of three. Their answers are used (and their errors raised) in the
         # order of the checks below.
+        valid_tid = check_uuid(thread_id or "", "thread_id") \
+            if not temporary and is_uuid(thread_id or "") else None
         thread_reads: asyncio.Future[Any] | None = None
-        if not temporary and is_uuid(thread_id or ""):
-            tid0 = check_uuid(thread_id or "", "thread_id")
-            thread_reads = asyncio.gather(self.threads.repo.get(tenant, tid0),
-                                          self.queue.active_for_thread(tenant, tid0))
+        if valid_tid is not None:
+            thread_reads = asyncio.gather(self.threads.repo.get(tenant, valid_tid),
+                                          self.queue.active_for_thread(tenant, valid_tid))
         try:
             assistant = await self.assistants.resolve(tenant, payload["assistant_id"])
             await self.check(payload, stateless=temporary)
@@ -208,7 +209,8 @@ class RunService:
             new_thread = {**(thread_metadata or {}), "graph_id": assistant["graph_id"],
                           "assistant_id": assistant["assistant_id"]}
         else:
-            tid = check_uuid(thread_id or "", "thread_id")
+            # Not a UUID: the 422 comes here, after the assistant's checks, as it always did.
+            tid = valid_tid or check_uuid(thread_id or "", "thread_id")
             assert thread_reads is not None
             row, active = await thread_reads
             if row is None:

@@ -333,12 +333,16 @@ class PostgresStorage(Storage):
     # ---- wake-ups across processes (LISTEN/NOTIFY) -------------------------------------------
     async def notify_runs(self, kind: str = "") -> None:
         try:
-            await self.execute(f"SELECT pg_notify('{RUNS_CHANNEL}', ?)", (kind,))
+            await self.execute(*self._notify(kind))
         except StorageError as exc:  # best effort: workers also poll
             log.warning("notify_runs_failed error=%s", exc)
 
     def notify_statement(self, kind: str = "") -> tuple[str, Sequence[Any]] | None:
         # NOTIFY is transactional: PostgreSQL delivers it at COMMIT, and drops it on ROLLBACK.
+        return self._notify(kind)
+
+    @staticmethod
+    def _notify(kind: str) -> tuple[str, Sequence[Any]]:
         return f"SELECT pg_notify('{RUNS_CHANNEL}', ?)", (kind,)
 
     async def listen_runs(self, callback: Callable[[str], None]) -> None:

@@ -182,17 +182,21 @@ class _Write(NamedTuple):
     task_id: str
     idx: int
 
+    @classmethod
+    def of(cls, row: tuple[Any, ...]) -> _Write:
+        """The write of one ``_dump_writes`` row."""
+        return cls(row[6], row[7], row[8], row[3], row[5])
+
 
 class _Unsent:
     """A task's writes that ``aput_writes`` has not sent yet: the step's checkpoint, if its
     ``aput`` comes first, takes them into its own statement (``taken``) and settles ``done``
     (``False``: it failed, the writes are to be sent on their own)."""
 
-    __slots__ = ("done", "params", "taken", "task_id")
+    __slots__ = ("done", "params", "taken")
 
-    def __init__(self, params: Sequence[tuple[Any, ...]], task_id: str,
-                 done: asyncio.Future[bool]) -> None:
-        self.params, self.task_id, self.taken, self.done = params, task_id, False, done
+    def __init__(self, params: Sequence[tuple[Any, ...]], done: asyncio.Future[bool]) -> None:
+        self.params, self.taken, self.done = params, False, done
 
 
 class _Known(NamedTuple):
@@ -350,7 +354,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         thread_id, checkpoint_ns, parent_id = parent_key
         writes = self._writes.get(parent_key, [])
         written = self._written.get(parent_key, {})
-        unsent = [_Write(p[6], p[7], p[8], e.task_id, p[5]) for e in taken for p in e.params]
+        unsent = [_Write.of(p) for e in taken for p in e.params]
         channels = [k for k in new_versions if k in blobs]
         versions = [str(new_versions[k]) for k in channels]
         dumped = [self._dump_value((thread_id, checkpoint_ns, k), ver, blobs[k], learnt,
@@ -404,7 +408,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         # checkpoint's aput can take these writes into its own statement (PUT_STEP_SQL) and the
         # step costs one round trip. Otherwise (a sibling task still running, an interrupt, a
         # checkpoint that waits for something else) they are sent here, a turn later.
-        entry = _Unsent(params, task_id, asyncio.get_running_loop().create_future())
+        entry = _Unsent(params, asyncio.get_running_loop().create_future())
         self._unsent.setdefault(key, []).append(entry)
         try:
             await asyncio.sleep(0)
@@ -423,8 +427,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         self._inflight.setdefault(key, set()).add(done)
         try:
             inserted = await self._put_writes(INSERT_WRITES_SQL, params)
-            if mine := [_Write(p[6], p[7], p[8], task_id, p[5]) for p in params
-                        if p[5] in lists and p[5] in inserted]:
+            if mine := [_Write.of(p) for p in params if p[5] in lists and p[5] in inserted]:
                 self._writes[key] = [*self._drop_writes(key), *mine]
                 self._writes_bytes += sum(len(w.blob) for w in self._writes[key])
                 while self._writes and (len(self._writes) > WRITE_CACHE_KEYS

@@ -22,8 +22,6 @@ ACTIVE = ("pending", "running")
 
 # The tenants with pending runs, in order. A loose index scan (one index probe per tenant)
 # rather than DISTINCT, which reads and sorts every pending run on each claim.
-# The tenants with pending runs, by a skip scan of the (status, tenant_id, …) index: one index
-# probe per tenant, however many runs each has queued.
 _TENANTS_CTE = (
     "WITH RECURSIVE t (tenant_id) AS ("
     " SELECT * FROM (SELECT tenant_id FROM runs WHERE status = 'pending'"
@@ -34,6 +32,20 @@ _TENANTS_CTE = (
     ")"
 )
 PENDING_TENANTS = _TENANTS_CTE + " SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL"
+
+
+def _candidates(cols: str, tenant: str, revision_cond: str, limit: int, lock: str) -> str:
+    """A tenant's claimable runs in claim order: pending and due, on a thread with no running
+    run and no older pending one. ``tenant`` is the SQL the tenant id is compared with."""
+    return (
+        f"SELECT {cols} FROM runs r WHERE r.status = 'pending'"
+        f" AND r.tenant_id = {tenant} AND r.available_at <= ?" + revision_cond +
+        " AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.thread_id = r.thread_id"
+        " AND o.status = 'running')"
+        " AND NOT EXISTS (SELECT 1 FROM runs e WHERE e.thread_id = r.thread_id"
+        " AND e.status = 'pending' AND e.created_at < r.created_at)"
+        f" ORDER BY r.priority DESC, r.created_at LIMIT {limit}" + lock
+    )
 
 
 def public_run(row: dict[str, Any]) -> dict[str, Any]:
@@ -168,15 +180,8 @@ class RunQueue:
         tenants = [t for t in tenants if t > self._last_tenant] + [
             t for t in tenants if t <= self._last_tenant
         ]
-        candidates = (
-            "SELECT {cols} FROM runs r WHERE r.status = 'pending'"
-            " AND r.tenant_id = ? AND r.available_at <= ?" + revision_cond +
-            " AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.thread_id = r.thread_id"
-            " AND o.status = 'running')"
-            " AND NOT EXISTS (SELECT 1 FROM runs e WHERE e.thread_id = r.thread_id"
-            " AND e.status = 'pending' AND e.created_at < r.created_at)"
-            " ORDER BY r.priority DESC, r.created_at LIMIT {limit}" + self.db.claim_lock
-        )
+        candidates = _candidates("r.run_id, r.assistant_id", "?", revision_cond, 16,
+                                 self.db.claim_lock)
         if not tenants:
             return None
         async with self.db.transaction() as tx:
@@ -188,8 +193,7 @@ class RunQueue:
                     if await self._running(tx, "tenant_id", tenant) >= tenant_limit:
                         continue
                 rows = await self.db._fetch(
-                    tx, candidates.format(cols="r.run_id, r.assistant_id", limit=16),
-                    (tenant, now, *revision_params),
+                    tx, candidates, (tenant, now, *revision_params),
                 )
                 for row in rows:
                     if assistant_limit:
@@ -220,13 +224,8 @@ class RunQueue:
             _TENANTS_CTE + ","
             " c AS (SELECT x.claim_id FROM (SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL"
             " ORDER BY tenant_id <= ?, tenant_id) AS p CROSS JOIN LATERAL ("
-            "SELECT r.run_id AS claim_id FROM runs r WHERE r.status = 'pending'"
-            " AND r.tenant_id = p.tenant_id AND r.available_at <= ?" + revision_cond +
-            " AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.thread_id = r.thread_id"
-            " AND o.status = 'running')"
-            " AND NOT EXISTS (SELECT 1 FROM runs e WHERE e.thread_id = r.thread_id"
-            " AND e.status = 'pending' AND e.created_at < r.created_at)"
-            " ORDER BY r.priority DESC, r.created_at LIMIT 1" + self.db.claim_lock +
+            + _candidates("r.run_id AS claim_id", "p.tenant_id", revision_cond, 1,
+                          self.db.claim_lock) +
             ") AS x LIMIT 1),"
             " u AS (UPDATE runs SET status = 'running', worker_id = ?, lease_until = ?,"
             " attempts = attempts + 1, started_at = COALESCE(started_at, ?), updated_at = ?"

@@ -93,6 +93,41 @@ def _entries(reply: Any) -> list[tuple[Any, dict[bytes, bytes]]]:
     return out
 
 
+class _Reconnect:
+    """The backoff of a blocking reader (``subscribe``, ``wait_result``) while Redis is
+    unreachable: ``failed`` sleeps before the next try, or raises once the failures have
+    lasted ``retry_seconds``; ``ok`` after a read that worked."""
+
+    def __init__(self, bus: RedisBus, op: str, run_id: str) -> None:
+        self.bus, self.op, self.run_id = bus, op, run_id
+        self.failing_since: float | None = None
+        self.delay = RETRY_FIRST_DELAY
+
+    async def failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        self.failing_since = self.failing_since or now
+        if now - self.failing_since > self.bus.retry_seconds:
+            raise EventBusUnavailable(
+                f"Redis at {self.bus.where} unreachable for {self.bus.retry_seconds:g}s "
+                f"({self.op}): {exc}", op=self.op,
+            ) from exc
+        log.warning("event_bus_retry op=%s run_id=%s delay=%.2f error=%s",
+                    self.op, self.run_id, self.delay, exc)
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, RETRY_MAX_DELAY)
+
+    def ok(self) -> None:
+        self.failing_since, self.delay = None, RETRY_FIRST_DELAY
+
+
+def _raise_if_cancelling() -> None:
+    """Raise the cancellation a library call swallowed (redis-py can, inside get_message and
+    (un)subscribe), so a loop does not go on as if nothing had been asked of it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 @dataclass(slots=True)
 class _Outgoing:
     """Commands waiting in the outbox: ``add`` puts them on a pipeline (again on a retry);
@@ -406,8 +441,7 @@ class RedisBus(EventBus):
         """The run's result from its result key, written by ``finish`` with the end of the
         stream: one blocking read that wakes once, however many events the run has."""
         key = self.result_key(run_id)
-        failing_since: float | None = None
-        delay = RETRY_FIRST_DELAY
+        reconnect = _Reconnect(self, "wait_result", run_id)
         while True:
             try:
                 reply = await self._client.xread({key: "0-0"}, count=1, block=self.block_ms)
@@ -419,19 +453,9 @@ class RedisBus(EventBus):
                     if not entries:
                         return None
             except _CONNECTION_ERRORS as exc:
-                now = time.monotonic()
-                failing_since = failing_since or now
-                if now - failing_since > self.retry_seconds:
-                    raise EventBusUnavailable(
-                        f"Redis at {self.where} unreachable for {self.retry_seconds:g}s "
-                        f"(wait_result): {exc}", op="wait_result",
-                    ) from exc
-                log.warning("event_bus_retry op=wait_result run_id=%s delay=%.2f error=%s",
-                            run_id, delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_DELAY)
+                await reconnect.failed(exc)
                 continue
-            failing_since, delay = None, RETRY_FIRST_DELAY
+            reconnect.ok()
             for _, fields in entries:
                 return fields.get(_DATA_FIELD)
 
@@ -448,8 +472,7 @@ class RedisBus(EventBus):
         after = last_event_id if last_event_id and _STREAM_ID.fullmatch(last_event_id) else "0-0"
         seen = False  # read an entry here: a stream that then disappears has expired
         missing_since: float | None = None
-        failing_since: float | None = None
-        delay = RETRY_FIRST_DELAY
+        reconnect = _Reconnect(self, "subscribe", run_id)
         while True:
             try:
                 reply = await self._client.xread({key: after}, count=READ_COUNT, block=self.block_ms)
@@ -463,19 +486,9 @@ class RedisBus(EventBus):
                         return
             except _CONNECTION_ERRORS as exc:
                 # Redis restarting: reconnect and resume after the last id yielded.
-                now = time.monotonic()
-                failing_since = failing_since or now
-                if now - failing_since > self.retry_seconds:
-                    raise EventBusUnavailable(
-                        f"Redis at {self.where} unreachable for {self.retry_seconds:g}s (subscribe): {exc}",
-                        op="subscribe",
-                    ) from exc
-                log.warning("event_bus_retry op=subscribe run_id=%s delay=%.2f error=%s",
-                            run_id, delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_DELAY)
+                await reconnect.failed(exc)
                 continue
-            failing_since, delay = None, RETRY_FIRST_DELAY
+            reconnect.ok()
             for entry_id, fields in _entries(reply):
                 if _CLOSED_FIELD in fields:
                     return
@@ -528,10 +541,8 @@ class RedisBus(EventBus):
     async def _control_loop(self) -> None:
         """Keep the pub/sub connection subscribed to the channels of ``_controls``."""
         delay = RETRY_FIRST_DELAY
-        task = asyncio.current_task()
         while True:
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError
+            _raise_if_cancelling()
             pubsub = self._client.pubsub()
             self._subscribed, self._confirmed = set(), set()
             reader: asyncio.Task[None] | None = None
@@ -539,9 +550,7 @@ class RedisBus(EventBus):
                 while True:
                     self._dirty.clear()
                     await self._reconcile(pubsub)
-                    if task is not None and task.cancelling():
-                        # redis-py can swallow a cancellation that lands inside (un)subscribe.
-                        raise asyncio.CancelledError
+                    _raise_if_cancelling()
                     if reader is None and pubsub.connection is not None:
                         reader = asyncio.create_task(self._read_controls(pubsub),
                                                      name="dockyard-bus-control-reader")
@@ -579,10 +588,8 @@ class RedisBus(EventBus):
             self._subscribed -= drop
 
     async def _read_controls(self, pubsub: PubSub) -> None:
-        task = asyncio.current_task()
         while True:
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError  # swallowed inside get_message (redis-py)
+            _raise_if_cancelling()
             msg = await pubsub.get_message(timeout=1.0)
             if msg is None:
                 continue
