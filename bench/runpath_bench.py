@@ -69,8 +69,9 @@ def group_pids(pgid: int) -> list[int]:
 
 
 class Variant:
-    def __init__(self, name: str, src: str, mode: str, tmp: Path) -> None:
+    def __init__(self, name: str, src: str, mode: str, tmp: Path, probe: bool = True) -> None:
         self.name, self.src, self.mode, self.tmp = name, str(Path(src).resolve()), mode, tmp
+        self.with_probe = probe
         self.db = f"dockyard_bench_rp_{name}_{uuid.uuid4().hex[:6]}"
         self.db_url = ADMIN_URL.rsplit("/", 1)[0] + "/" + self.db
         self.redis_port = free_port()
@@ -85,7 +86,8 @@ class Variant:
             ["redis-server", "--port", str(self.redis_port), "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
-        env.update(PYTHONPATH=f"{BENCH / 'runpath_probe'}:{self.src}", DOCKYARD_PROBE_OUT=self.probe,
+        path = f"{BENCH / 'runpath_probe'}:{self.src}" if self.with_probe else self.src
+        env.update(PYTHONPATH=path, DOCKYARD_PROBE_OUT=self.probe,
                    DOCKYARD_DATABASE_URL=self.db_url,
                    DOCKYARD_REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0",
                    DOCKYARD_LOG_LEVEL="warning")
@@ -217,9 +219,37 @@ async def main() -> None:
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--breakdown", action="store_true", help="print statements by SQL")
+    ap.add_argument("--latency-only", action="store_true",
+                    help="no SQL probe (it adds latency): sequential runs.wait only, --seq each round")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="runpath-"))
-    variants = [Variant(*spec.split("=", 1), args.mode, tmp) for spec in args.variant]
+    variants = [Variant(*spec.split("=", 1), args.mode, tmp, probe=not args.latency_only)
+                for spec in args.variant]
+    if args.latency_only:
+        try:
+            for v in variants:
+                v.start()
+            lats: dict[str, list[float]] = {v.name: [] for v in variants}
+            async with contextlib.AsyncExitStack() as stack:
+                clients = {v.name: await stack.enter_async_context(httpx.AsyncClient(
+                    base_url=f"http://127.0.0.1:{v.port}", timeout=120)) for v in variants}
+                for r in range(args.rounds + 1):  # round 0 warms up
+                    for v in (variants if r % 2 == 0 else variants[::-1]):
+                        c = clients[v.name]
+                        got = [await one_run(c, t) for t in await threads(c, args.seq)]
+                        if r:
+                            lats[v.name].extend(got)
+            for name, lat in lats.items():
+                lat.sort()
+                print(f"## {name} ({args.mode}, no probe): runs.wait p50 "
+                      f"{statistics.median(lat) * 1000:.2f} ms, p90 "
+                      f"{lat[int(len(lat) * 0.9)] * 1000:.2f} ms ({len(lat)} runs)")
+        finally:
+            for v in variants:
+                with contextlib.suppress(Exception):
+                    v.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     results: dict[str, list[dict[str, Any]]] = {v.name: [] for v in variants}
     try:
         for v in variants:

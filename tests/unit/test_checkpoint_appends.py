@@ -6,6 +6,8 @@ back exactly the list LangGraph wrote."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import operator
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Annotated, Any, TypedDict
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
-from langgraph.checkpoint.base import copy_checkpoint
+from langgraph.checkpoint.base import copy_checkpoint, empty_checkpoint
 from langgraph.checkpoint.base.id import uuid6
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
@@ -257,9 +259,9 @@ async def test_a_write_that_was_already_stored_is_not_referred_to(
     sent_alone: list[int] = []
     put_writes = saver._put_writes
 
-    async def counting(sql: str, params: Any) -> set[int]:
+    async def counting(sql: str, params: Any, *key: str) -> set[int]:
         sent_alone.append(len(params))
-        return await put_writes(sql, params)
+        return await put_writes(sql, params, *key)
 
     saver._put_writes = counting  # type: ignore[method-assign]
 
@@ -321,7 +323,7 @@ async def test_writes_a_failed_checkpoint_took_are_stored_on_their_own(
     put_checkpoint = saver._put_checkpoint
 
     async def spy(*args: Any) -> None:
-        took.append(len(args[-1]))
+        took.append(len(args[-2]))  # taken, before held
         await put_checkpoint(*args)
 
     saver._put_checkpoint = spy  # type: ignore[method-assign]
@@ -349,3 +351,103 @@ async def test_a_broken_chain_is_a_clear_error(
     saver: PooledPostgresSaver = reader.checkpointer
     with pytest.raises(Exception, match="misses its base"):
         await saver.aget_tuple(cfg("t"))
+
+
+class _Recording:
+    """A cursor that records the SQL it executes."""
+
+    def __init__(self, cur: Any, sent: list[str]) -> None:
+        self._cur, self._sent = cur, sent
+
+    async def execute(self, sql: Any, *args: Any, **kwargs: Any) -> Any:
+        self._sent.append(" ".join(str(sql).split()))
+        return await self._cur.execute(sql, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cur, name)
+
+
+def _spy_statements(saver: PooledPostgresSaver) -> list[str]:
+    """The statements ``saver`` sends from now on (their SQL, whitespace folded)."""
+    sent: list[str] = []
+    cursor = saver._cursor
+
+    @contextlib.asynccontextmanager
+    async def spying(**kw: Any) -> AsyncIterator[Any]:
+        async with cursor(**kw) as cur:
+            yield _Recording(cur, sent)
+
+    saver._cursor = spying  # type: ignore[method-assign]
+    return sent
+
+
+def _input_checkpoint() -> tuple[dict[str, Any], Any]:
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = {"__start__": {"target": 1}}
+    checkpoint["channel_versions"] = {"__start__": 1}
+    return checkpoint, {"source": "input", "step": -1, "parents": {}}
+
+
+async def test_a_held_input_checkpoint_rides_in_the_first_steps_statement(
+    storages: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    """Within ``hold_inputs`` (how the executor streams a run), the input checkpoint is not
+    sent alone: the first step's statement carries it, and the step's writes go with them."""
+    writer, reader = storages
+    saver = writer.checkpointer
+    graph = build().compile(checkpointer=saver)
+    sent = _spy_statements(saver)
+    async with saver.hold_inputs():
+        final = await graph.ainvoke({"target": 3}, cfg("t"), durability="sync")
+    assert contents(final["messages"])[-1].startswith("2:")
+    writes = [s for s in sent if s.startswith(("insert", "with"))]
+    # Five checkpoints (input, start, three steps) in four statements, one a step: the first
+    # carries the input checkpoint, none sends writes alone.
+    assert len(writes) == 4, writes
+    assert writes[0].startswith("with held_blobs as")
+    assert all(s.startswith("with w as") for s in writes[1:]), writes
+    history = [c async for c in reader.checkpointer.alist(cfg("t"))][::-1]
+    assert [c.metadata["source"] for c in history] == ["input", "loop", "loop", "loop", "loop"]
+    for parent, child in itertools.pairwise(history):
+        assert child.parent_config is not None
+        assert child.parent_config["configurable"]["checkpoint_id"] == \
+            parent.config["configurable"]["checkpoint_id"]
+    latest = await reader.checkpointer.aget_tuple(cfg("t"))
+    assert latest is not None
+    assert contents(latest.checkpoint["channel_values"]["messages"]) == \
+        contents(final["messages"])
+
+
+async def test_a_read_of_the_thread_sends_the_held_checkpoint_first(
+    storages: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    writer, reader = storages
+    saver = writer.checkpointer
+    checkpoint, metadata = _input_checkpoint()
+    async with saver.hold_inputs():
+        await saver.aput(cfg("t", checkpoint_ns=""), checkpoint, metadata, {"__start__": 1})
+        assert await reader.checkpointer.aget_tuple(cfg("t")) is None  # held, not sent
+        own = await saver.aget_tuple(cfg("t"))
+        assert own is not None and own.checkpoint["id"] == checkpoint["id"]
+        other = await reader.checkpointer.aget_tuple(cfg("t"))
+        assert other is not None and other.checkpoint["channel_values"]["__start__"] == \
+            {"target": 1}
+
+
+@pytest.mark.parametrize("ending", ["normal", "error"])
+async def test_the_end_of_the_hold_sends_what_is_still_held(
+    storages: tuple[PostgresStorage, PostgresStorage], ending: str,
+) -> None:
+    """A run that sends nothing after its input checkpoint (it stopped at once, or failed)
+    still leaves it stored when the block ends."""
+    writer, reader = storages
+    saver = writer.checkpointer
+    checkpoint, metadata = _input_checkpoint()
+    with contextlib.suppress(RuntimeError):
+        async with saver.hold_inputs():
+            await saver.aput(cfg("t", checkpoint_ns=""), checkpoint, metadata, {"__start__": 1})
+            if ending == "error":
+                raise RuntimeError("the run failed")
+    stored = await reader.checkpointer.aget_tuple(cfg("t"))
+    assert stored is not None and stored.checkpoint["id"] == checkpoint["id"]
+    assert stored.metadata["source"] == "input"

@@ -15,6 +15,7 @@ final state. Neither is read back from the checkpointer then (``CheckpointWatch`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import traceback
@@ -269,10 +270,12 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
                 config["callbacks"] = [*(config.get("callbacks") or []), recorder]
             if proto is not None:
                 await proto.started()
-                await _stream_protocol(deps, run, graph, config, context, proto)
-            else:
-                watch = _watch(run, recorder)
-                await _stream(deps, run, graph, config, context, watch)
+            async with _held_inputs(deps):
+                if proto is not None:
+                    await _stream_protocol(deps, run, graph, config, context, proto)
+                else:
+                    watch = _watch(run, recorder)
+                    await _stream(deps, run, graph, config, context, watch)
             state: Any = watch.final_state(graph) if watch is not None else None
             if state is None:
                 state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
@@ -412,6 +415,13 @@ def _options(kwargs: dict[str, Any], durability: str, context: dict[str, Any]) -
     if context:
         options["context"] = context
     return options
+
+
+def _held_inputs(deps: ExecutionDeps) -> contextlib.AbstractAsyncContextManager[Any]:
+    """The checkpointer's ``hold_inputs`` where it has one: the run's input checkpoint rides in
+    its first step's statement (storage/postgres_saver.py)."""
+    hold = getattr(deps.storage.checkpointer, "hold_inputs", None)
+    return hold() if hold is not None else contextlib.nullcontext()
 
 
 def _watch(run: dict[str, Any], recorder: TraceRecorder | None) -> CheckpointWatch | None:

@@ -31,10 +31,13 @@ Checked with langgraph-checkpoint-conformance in tests/unit/test_checkpointer.py
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import operator
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any, NamedTuple, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -54,6 +57,8 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from dockyard.errors import StorageError
+
+log = logging.getLogger("dockyard.checkpoints")
 
 DELTA_PREFIX = "dydelta:"  # dydelta:<base>:<root>:<serde type>, the tail's bytes in the row
 REF_PREFIX = "dyref:"  # dyref:<base>:<root>:<checkpoint>:<task>:<idx>:<serde type>, no bytes
@@ -118,18 +123,21 @@ from checkpoints """  # noqa: E501 (the pending-writes select is langgraph's, ve
 
 # One statement per checkpoint and one per task's writes, their rows as arrays: the parent sends
 # a pipeline of one INSERT per row, whose client-side cost was a third of a worker's CPU.
-PUT_CHECKPOINT_SQL = """
-with blobs as (
+_INSERT_BLOBS = """
     insert into checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
     select %s, %s, x.channel, x.version, x.type, x.blob
     from unnest(%s::text[], %s::text[], %s::text[], %s::bytea[]) as x(channel, version, type, blob)
     on conflict (thread_id, checkpoint_ns, channel, version) do nothing
-)
+"""
+_INSERT_CHECKPOINT = """
 insert into checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
 values (%s, %s, %s, %s, %s, %s)
 on conflict (thread_id, checkpoint_ns, checkpoint_id)
 do update set checkpoint = excluded.checkpoint, metadata = excluded.metadata
 """
+PUT_CHECKPOINT_SQL = f"with blobs as ({_INSERT_BLOBS}){_INSERT_CHECKPOINT}"
+# A held input checkpoint (see ``hold_inputs``), as the first CTEs of the statement it rides in.
+HELD_CTES = f"held_blobs as ({_INSERT_BLOBS}), held as ({_INSERT_CHECKPOINT})"
 
 # A step's writes and the checkpoint made from them, in one statement (``aput`` took them from
 # ``aput_writes`` before they were sent). A blob that refers to one of these writes (``dyref``)
@@ -197,6 +205,37 @@ class _Unsent:
 
     def __init__(self, params: Sequence[tuple[Any, ...]], done: asyncio.Future[bool]) -> None:
         self.params, self.taken, self.done = params, False, done
+
+
+class _Held(NamedTuple):
+    """An input checkpoint not sent yet (``hold_inputs``): ``PUT_CHECKPOINT_SQL``'s parameters,
+    and the list values it stores, to remember once it is."""
+
+    params: tuple[Any, ...]
+    learnt: list[tuple[Any, ...]]
+
+
+# The saver holding input checkpoints back in the current run, and those it holds by (thread,
+# namespace): set by hold_inputs.
+_HOLDER: ContextVar[tuple[Any, dict[tuple[str, str], _Held]] | None] = ContextVar(
+    "dockyard_held_inputs", default=None)
+
+
+@functools.cache
+def _with_held(sql: str) -> str:
+    """``sql`` with a held checkpoint's inserts as its first CTEs (its parameters go first)."""
+    body = sql.lstrip()
+    if body.startswith("with "):
+        return f"with {HELD_CTES}, {body[5:]}"
+    return f"with {HELD_CTES} {body}"
+
+
+async def _execute(cur: AsyncCursor[DictRow], sql: str, params: tuple[Any, ...],
+                   held: _Held | None) -> None:
+    if held is None:
+        await cur.execute(sql, params)
+    else:
+        await cur.execute(_with_held(sql), (*held.params, *params))
 
 
 class _Known(NamedTuple):
@@ -321,15 +360,27 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                 blobs[k] = values.pop(k)
         learnt: list[tuple[Any, ...]] = []
         parent_key = (thread_id, checkpoint_ns, parent_id or "")
+        holder = self._holder()
+        if (holder is not None and metadata.get("source") == "input" and not checkpoint_ns
+                and (thread_id, checkpoint_ns) not in holder):
+            # Held back: it rides in the run's next statement for this thread (hold_inputs).
+            channels, versions, dumped, head = self._checkpoint_rows(
+                config, checkpoint, metadata, new_versions, copy, blobs, learnt, parent_key, [])
+            holder[(thread_id, checkpoint_ns)] = _Held((
+                thread_id, checkpoint_ns, channels, versions,
+                [d[0] for d in dumped], [d[1] for d in dumped], *head), learnt)
+            return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns,
+                                     "checkpoint_id": checkpoint["id"]}}
         if pending := self._inflight.get(parent_key):
             await asyncio.wait(list(pending))
         # The step's writes not sent yet go in this checkpoint's statement: one round trip.
         taken = self._unsent.pop(parent_key, [])
         for entry in taken:
             entry.taken = True
+        held = self._held(thread_id, checkpoint_ns)
         try:
             await self._put_checkpoint(config, checkpoint, metadata, new_versions, copy, blobs,
-                                       learnt, parent_key, taken)
+                                       learnt, parent_key, taken, held)
         except BaseException:
             for entry in taken:
                 if not entry.done.done():
@@ -338,6 +389,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         for entry in taken:
             if not entry.done.done():
                 entry.done.set_result(True)
+        self._stored(thread_id, checkpoint_ns, held)
         # Only once stored may a value serve as a base. The step's writes are spent.
         for key, known in learnt:
             self._remember(key, known)
@@ -346,11 +398,13 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns,
                                  "checkpoint_id": checkpoint["id"]}}
 
-    async def _put_checkpoint(
+    def _checkpoint_rows(
         self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
         new_versions: ChannelVersions, copy: Checkpoint, blobs: dict[str, Any],
         learnt: list[tuple[Any, ...]], parent_key: tuple[str, str, str], taken: list[_Unsent],
-    ) -> None:
+    ) -> tuple[list[str], list[str], list[tuple[str, bytes | None, _Write | None, str | None]],
+               tuple[Any, ...]]:
+        """A checkpoint's new blobs (channels, versions, ``_dump_value`` of each) and its row."""
         thread_id, checkpoint_ns, parent_id = parent_key
         writes = self._writes.get(parent_key, [])
         written = self._written.get(parent_key, {})
@@ -362,21 +416,111 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                   for k, ver in zip(channels, versions, strict=True)]
         head = (thread_id, checkpoint_ns, checkpoint["id"], parent_id or None, Jsonb(copy),
                 Jsonb(get_serializable_checkpoint_metadata(config, metadata)))
+        return channels, versions, dumped, head
+
+    async def _put_checkpoint(
+        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+        new_versions: ChannelVersions, copy: Checkpoint, blobs: dict[str, Any],
+        learnt: list[tuple[Any, ...]], parent_key: tuple[str, str, str], taken: list[_Unsent],
+        held: _Held | None,
+    ) -> None:
+        thread_id, checkpoint_ns, parent_id = parent_key
+        channels, versions, dumped, head = self._checkpoint_rows(
+            config, checkpoint, metadata, new_versions, copy, blobs, learnt, parent_key, taken)
         async with self._cursor() as cur:
             if not taken:
-                await cur.execute(PUT_CHECKPOINT_SQL, (
+                await _execute(cur, PUT_CHECKPOINT_SQL, (
                     thread_id, checkpoint_ns, channels, versions,
-                    [d[0] for d in dumped], [d[1] for d in dumped], *head))
+                    [d[0] for d in dumped], [d[1] for d in dumped], *head), held)
                 return
             rows = [p for e in taken for p in e.params]
-            await cur.execute(PUT_STEP_SQL, (
+            await _execute(cur, PUT_STEP_SQL, (
                 thread_id, checkpoint_ns, parent_id,
                 [p[3] for p in rows], [p[4] for p in rows], [p[5] for p in rows],
                 [p[6] for p in rows], [p[7] for p in rows], [p[8] for p in rows],
                 channels, versions, [d[0] for d in dumped], [d[1] for d in dumped],
                 [d[2].task_id if d[2] else None for d in dumped],
                 [d[2].idx if d[2] else None for d in dumped], [d[3] for d in dumped],
-                thread_id, checkpoint_ns, *head))
+                thread_id, checkpoint_ns, *head), held)
+
+    # --- input checkpoints held back ---------------------------------------------------------
+
+    @asynccontextmanager
+    async def hold_inputs(self) -> AsyncIterator[None]:
+        """Within this block (one run's stream), a root input checkpoint is not sent on its own:
+        it rides in the next statement the run sends for its thread (the first step's), which
+        saves two round trips: its own, and its step's writes, which would otherwise go alone
+        while it is on its way. Between the two, only the input's first task runs; a crash
+        there leaves the run with no checkpoint of its own, so it starts again from its input,
+        which is what resuming from the input checkpoint would do. A read of the thread sends
+        it first, and so does the end of the block."""
+        holder: dict[tuple[str, str], _Held] = {}
+        token = _HOLDER.set((self, holder))
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            _HOLDER.reset(token)
+            for (thread_id, ns), held in list(holder.items()):
+                try:
+                    await self._flush(thread_id, ns, held, holder)
+                except Exception:
+                    if not failed:
+                        raise
+                    # The run failed anyway: its input checkpoint is lost with it, as if the
+                    # run had stopped before writing it.
+                    log.warning("held_input_checkpoint_lost thread_id=%s", thread_id,
+                                exc_info=True)
+
+    def _holder(self) -> dict[tuple[str, str], _Held] | None:
+        """The input checkpoints this saver holds back in the current run (hold_inputs)."""
+        current = _HOLDER.get()
+        return current[1] if current is not None and current[0] is self else None
+
+    def _held(self, thread_id: str, ns: str) -> _Held | None:
+        holder = self._holder()
+        return holder.get((thread_id, ns)) if holder else None
+
+    def _stored(self, thread_id: str, ns: str, held: _Held | None,
+                holder: dict[tuple[str, str], _Held] | None = None) -> None:
+        """A statement that carried ``held`` committed: it is sent, and its lists may serve as
+        bases."""
+        if held is None:
+            return
+        holder = holder if holder is not None else self._holder()
+        if holder is not None and holder.get((thread_id, ns)) is held:
+            del holder[(thread_id, ns)]
+        for key, known in held.learnt:
+            self._remember(key, known)
+
+    async def _flush(self, thread_id: str, ns: str, held: _Held,
+                     holder: dict[tuple[str, str], _Held] | None = None) -> None:
+        async with self._cursor() as cur:
+            await cur.execute(PUT_CHECKPOINT_SQL, held.params)
+        self._stored(thread_id, ns, held, holder)
+
+    async def _flush_thread(self, config: RunnableConfig | None) -> None:
+        """Send the held input checkpoints a read of ``config``'s thread (any: None) may see."""
+        holder = self._holder()
+        if not holder:
+            return
+        thread_id = ((config or {}).get("configurable") or {}).get("thread_id")
+        for (held_thread, ns), held in list(holder.items()):
+            if thread_id is None or str(thread_id) == held_thread:
+                await self._flush(held_thread, ns, held)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        await self._flush_thread(config)
+        return await super().aget_tuple(config)
+
+    async def alist(
+        self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None, limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        await self._flush_thread(config)
+        async for item in super().alist(config, filter=filter, before=before, limit=limit):
+            yield item
 
     async def aput_writes(
         self,
@@ -401,7 +545,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         while len(self._written) > WRITE_CACHE_KEYS:
             self._written.popitem(last=False)
         if all(w[0] in WRITES_IDX_MAP for w in writes):
-            await self._put_writes(UPSERT_WRITES_SQL, params)
+            await self._put_writes(UPSERT_WRITES_SQL, params, thread_id, ns)
             return
         # The loop starts the step's checkpoint right after its last task's writes, in the same
         # turn of the event loop when nothing stands between them: wait that one turn, so the
@@ -421,12 +565,12 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             return
         lists = {p[5] for p, (_, v) in zip(params, writes, strict=True) if type(v) is list}
         if not lists:
-            await self._put_writes(INSERT_WRITES_SQL, params)
+            await self._put_writes(INSERT_WRITES_SQL, params, thread_id, ns)
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._inflight.setdefault(key, set()).add(done)
         try:
-            inserted = await self._put_writes(INSERT_WRITES_SQL, params)
+            inserted = await self._put_writes(INSERT_WRITES_SQL, params, thread_id, ns)
             if mine := [_Write.of(p) for p in params if p[5] in lists and p[5] in inserted]:
                 self._writes[key] = [*self._drop_writes(key), *mine]
                 self._writes_bytes += sum(len(w.blob) for w in self._writes[key])
@@ -447,17 +591,21 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         self._writes_bytes -= sum(len(w.blob) for w in gone)
         return gone
 
-    async def _put_writes(self, sql: str, params: Sequence[tuple[Any, ...]]) -> set[int]:
-        """Insert one task's writes (``_dump_writes`` rows) in one statement; the indexes of the
-        rows it inserted."""
+    async def _put_writes(self, sql: str, params: Sequence[tuple[Any, ...]], thread_id: str,
+                          ns: str) -> set[int]:
+        """Insert one task's writes (``_dump_writes`` rows) in one statement, with the thread's
+        held input checkpoint if there is one; the indexes of the rows it inserted."""
         if not params:
             return set()
         first = params[0]
+        held = self._held(thread_id, ns)
         async with self._cursor() as cur:
-            await cur.execute(sql, (
+            await _execute(cur, sql, (
                 *first[:5], [p[5] for p in params], [p[6] for p in params],
-                [p[7] for p in params], [p[8] for p in params]))
-            return {r["idx"] for r in await cur.fetchall()} if cur.description else set()
+                [p[7] for p in params], [p[8] for p in params]), held)
+            inserted = {r["idx"] for r in await cur.fetchall()} if cur.description else set()
+        self._stored(thread_id, ns, held)
+        return inserted
 
     # --- reads -------------------------------------------------------------------------------
 
