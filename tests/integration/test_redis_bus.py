@@ -74,6 +74,12 @@ def round_trips(bus: RedisBus) -> list[str]:
     return calls
 
 
+async def outbox_written(bus: RedisBus) -> None:
+    """Until the bus's outbox is written (or its write failed), lingering sends included."""
+    while bus._outbox or (bus._flusher is not None and not bus._flusher.done()):
+        await asyncio.sleep(0.005)
+
+
 class RedisBuses:
     """Makes RedisBus instances on one test's prefix; closes them and deletes the keys."""
 
@@ -421,12 +427,33 @@ async def test_sends_of_runs_side_by_side_share_round_trips(rbuses: RedisBuses) 
             b"0", b"1", b"2", b"3", b"null"]
 
 
+async def test_sends_linger_to_share_a_round_trip_and_an_awaited_write_does_not(
+    rbuses: RedisBuses,
+) -> None:
+    """A run's events sent in one step (a few ms apart) go in one pipeline; a publish is
+    written at once, the sends before it first."""
+    bus, api = rbuses.new(), rbuses.new()
+    run = new_run()
+    await bus.publish(run, "metadata", b"{}")  # the control channel is live from here on
+    calls = round_trips(bus)
+    for i in range(3):
+        await bus.send(run, "values", str(i).encode())
+        await asyncio.sleep(0)
+    await asyncio.wait_for(outbox_written(bus), 5)
+    assert calls == ["publish"]  # three sends, one round trip (named for the first's op)
+    await bus.send(run, "values", b"3")
+    await bus.publish(run, "values", b"4")  # does not linger: written when it returns
+    assert calls == ["publish", "publish"]
+    await bus.finish(run, [("end", b"null")])
+    assert [ev.data for ev in await collect(api.subscribe(run))] == [
+        b"{}", b"0", b"1", b"2", b"3", b"4", b"null"]
+
+
 async def test_a_failed_send_is_raised_by_the_runs_next_send(rbuses: RedisBuses) -> None:
     bus = rbuses.new(url=f"redis://127.0.0.1:{_free_port()}/0", retry_seconds=0.2)
     run = new_run()
     await bus.send(run, "values", b"{}")  # queued: returns before any write
-    assert bus._flusher is not None
-    await asyncio.wait_for(asyncio.shield(bus._flusher), 5)
+    await asyncio.wait_for(outbox_written(bus), 5)
     with pytest.raises(EventBusUnavailable):
         await bus.send(run, "values", b"{}")
     await bus.send(new_run(), "values", b"{}")  # another run's sends are not failed by it

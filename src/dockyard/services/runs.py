@@ -193,13 +193,29 @@ class RunService:
         if valid_tid is not None:
             thread_reads = asyncio.gather(self.threads.repo.get(tenant, valid_tid),
                                           self.queue.active_for_thread(tenant, valid_tid))
+        # So is the tenant's deployment routing, which an unpinned thread's run needs.
+        routing: asyncio.Future[Any] | None = None
+        if self.deployments is not None:
+            routing = asyncio.ensure_future(self.deployments.repo.routing(tenant))
         try:
-            assistant = await self.assistants.resolve(tenant, payload["assistant_id"])
-            await self.check(payload, stateless=temporary)
-        except BaseException:
-            if thread_reads is not None:
-                await asyncio.gather(thread_reads, return_exceptions=True)
-            raise
+            return await self._prepare(tenant, thread_id, payload, thread_reads, routing,
+                                       temporary=temporary, valid_tid=valid_tid,
+                                       thread_metadata=thread_metadata,
+                                       extra_kwargs=extra_kwargs, run_id=run_id, limits=limits)
+        finally:
+            # Read for nothing when an error came first (or the thread is pinned): settled
+            # here, so no read is left running or its error unretrieved.
+            await asyncio.gather(*(f for f in (thread_reads, routing) if f is not None),
+                                 return_exceptions=True)
+
+    async def _prepare(
+        self, tenant: str, thread_id: str | None, payload: dict[str, Any],
+        thread_reads: asyncio.Future[Any] | None, routing: asyncio.Future[Any] | None, *,
+        temporary: bool, valid_tid: str | None, thread_metadata: dict[str, Any] | None,
+        extra_kwargs: dict[str, Any] | None, run_id: str | None, limits: Any,
+    ) -> PreparedRun:
+        assistant = await self.assistants.resolve(tenant, payload["assistant_id"])
+        await self.check(payload, stateless=temporary)
         strategy = payload.get("multitask_strategy") or "enqueue"
         new_thread: dict[str, Any] | None = None
         thread_meta: dict[str, Any] | None = None
@@ -258,7 +274,8 @@ class RunService:
             **(extra_kwargs or {}),
         }
         revision, pin = (None, None) if self.deployments is None else \
-            await self.deployments.route(tenant, tid, pinned, assistant["graph_id"])
+            await self.deployments.route(tenant, tid, pinned, assistant["graph_id"],
+                                         routing=routing)
         record: dict[str, Any] = {
             "run_id": run_id or new_id(),
             "revision_id": revision,

@@ -64,6 +64,11 @@ MISSING_GRACE_SECONDS = 60.0  # a stream that vanished under a subscriber (expir
 CONTROL_READY_SECONDS = 2.0  # how long a run's first publish waits for its control channel
 OUTBOX_LIMIT = 10_000  # queued sends beyond this wait for their own write (backpressure)
 OUTBOX_BATCH = 1_000  # commands' producers per pipeline
+# How long a send may wait in the outbox for others to share its round trip. Nothing waits for a
+# send; a publish or a finish, which are awaited, write the outbox at once (sends ahead of them
+# first). A step of a fast graph takes about as long, so its events rarely travel alone, and the
+# write is seldom on the run's own path between two steps.
+OUTBOX_LINGER_SECONDS = 0.002
 RETRY_FIRST_DELAY = 0.05
 RETRY_MAX_DELAY = 2.0
 
@@ -181,6 +186,7 @@ class RedisBus(EventBus):
         self._outbox: list[_Outgoing] = []
         self._held: dict[str, list[_Outgoing]] = {}  # sends waiting for their control channel
         self._flusher: asyncio.Task[None] | None = None
+        self._linger: asyncio.TimerHandle | None = None  # a write of lingering sends, to come
         self._failed: dict[str, BaseException] = {}
 
     @classmethod
@@ -230,6 +236,8 @@ class RedisBus(EventBus):
         return bool(await self._client.ping())
 
     async def aclose(self) -> None:
+        if self._linger is not None and self._outbox:
+            self._kick()  # lingering sends are written now
         if self._flusher is not None and not self._flusher.done():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._flusher), self.retry_seconds)
@@ -329,7 +337,7 @@ class RedisBus(EventBus):
             # Redis is slower than the runs: the sender waits for its event, as publish does.
             done = item.done = asyncio.get_running_loop().create_future()
         self._outbox.append(item)
-        self._kick()
+        self._kick(linger=done is None)
         if done is not None:
             await done
 
@@ -344,10 +352,21 @@ class RedisBus(EventBus):
             log.warning("event_bus_control_not_ready run_id=%s", run_id)
             ready.set_result(None)  # its callback releases the held events
 
-    def _kick(self) -> None:
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(
-                self._flush(), name="dockyard-bus-outbox")
+    def _kick(self, *, linger: bool = False) -> None:
+        """Start writing the outbox; ``linger``: after ``OUTBOX_LINGER_SECONDS``, unless a write
+        is under way or comes sooner."""
+        if self._flusher is not None and not self._flusher.done():
+            return
+        if linger:
+            if self._linger is None:
+                self._linger = asyncio.get_running_loop().call_later(
+                    OUTBOX_LINGER_SECONDS, self._kick)
+            return
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        self._flusher = asyncio.get_running_loop().create_task(
+            self._flush(), name="dockyard-bus-outbox")
 
     async def _flush(self) -> None:
         """Write the outbox in pipelines, in order, until it is empty.
