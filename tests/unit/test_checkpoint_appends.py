@@ -451,3 +451,25 @@ async def test_the_end_of_the_hold_sends_what_is_still_held(
     stored = await reader.checkpointer.aget_tuple(cfg("t"))
     assert stored is not None and stored.checkpoint["id"] == checkpoint["id"]
     assert stored.metadata["source"] == "input"
+
+
+async def test_a_thread_known_to_have_no_checkpoint_is_not_read_at_the_start(
+    storages: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    """``hold_inputs(no_checkpoint=…)`` (the claim found the thread without one): LangGraph's
+    read of the latest checkpoint at the start of the run is answered without a query, once;
+    later reads query as usual."""
+    writer, reader = storages
+    saver = writer.checkpointer
+    graph = build().compile(checkpointer=saver)
+    sent = _spy_statements(saver)
+    async with saver.hold_inputs(no_checkpoint="t"):
+        final = await graph.ainvoke({"target": 2}, cfg("t"), durability="sync")
+        assert not [s for s in sent if s.startswith("select")]
+        latest = await saver.aget_tuple(cfg("t"))  # not the start's read: a query
+    assert [s for s in sent if s.startswith("select")]
+    assert latest is not None
+    assert contents(latest.checkpoint["channel_values"]["messages"]) == \
+        contents(final["messages"])
+    history = [c async for c in reader.checkpointer.alist(cfg("t"))]
+    assert len(history) == 4  # input, start, two steps

@@ -7,20 +7,22 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from dockyard.api.app import create_app
 from dockyard.config import Settings, load_project
 from dockyard.services.ids import new_id
 from dockyard.storage.base import Storage
-from dockyard.storage.queue import RunQueue
+from dockyard.storage.queue import RUN_THREAD_CHECKPOINTED, RunQueue
+from tests.conftest import TEST_DATABASE
 
 
 async def _enqueue(queue: RunQueue, tenant: str, *, assistant: str | None = None,
-                   priority: int = 0) -> str:
+                   priority: int = 0, thread_id: str | None = None) -> str:
     run_id = new_id()
     await queue.insert(tenant, {
-        "run_id": run_id, "thread_id": new_id(), "assistant_id": assistant or str(uuid.uuid4()),
+        "run_id": run_id, "thread_id": thread_id or new_id(), "assistant_id": assistant or str(uuid.uuid4()),
         "assistant_version": 1, "graph_id": "g", "metadata": {}, "kwargs": {},
         "multitask_strategy": "enqueue", "priority": priority,
     })
@@ -103,3 +105,29 @@ def test_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
         assert full.status_code == 429
         assert full.headers["Retry-After"] == "5"
         assert full.json()["code"] == "queue_full"
+
+
+@pytest.mark.skipif(TEST_DATABASE != "postgres",
+                    reason="PostgreSQL's one-statement claim (DOCKYARD_TEST_DATABASE=postgres)")
+async def test_a_claim_tells_whether_the_runs_thread_has_a_root_checkpoint(db: Storage) -> None:
+    """What lets the executor skip reading a new thread's latest checkpoint."""
+    queue = RunQueue(db)
+    fresh = await _enqueue(queue, "t")
+    run = await queue.claim("w", 30)
+    assert run is not None and run["run_id"] == fresh
+    assert run[RUN_THREAD_CHECKPOINTED] is False
+    insert = ("INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, checkpoint,"
+              " metadata) VALUES (?, ?, ?, '{}', '{}')")
+    # A subgraph's checkpoint is not the thread's root one.
+    await db.execute(insert, (run["thread_id"], "sub:1", "c1"))
+    await queue.finish(run["run_id"], "success", None)
+    again = await _enqueue(queue, "t", thread_id=run["thread_id"])
+    second = await queue.claim("w", 30)
+    assert second is not None and second["run_id"] == again
+    assert second[RUN_THREAD_CHECKPOINTED] is False
+    await queue.finish(again, "success", None)
+    await db.execute(insert, (run["thread_id"], "", "c2"))
+    third = await _enqueue(queue, "t", thread_id=run["thread_id"])
+    claimed = await queue.claim("w", 30)
+    assert claimed is not None and claimed["run_id"] == third
+    assert claimed[RUN_THREAD_CHECKPOINTED] is True

@@ -509,6 +509,32 @@ async def test_a_batch_is_one_transaction_and_keeps_its_values_as_given(db: Stor
     await db.execute_batch([])
 
 
+async def test_a_read_batch_gives_each_statements_rows_as_the_lone_reads_do(
+    db: Storage,
+) -> None:
+    """``fetch_batch``: one list of rows per statement, in order, decoded as ``fetchone`` and
+    ``fetchall`` decode them; a statement that finds nothing gives an empty list."""
+    threads = Threads(db)
+    a, b = new_id(), new_id()
+    odd = "it's 100% sure? {\"k\": [1, 2]} ;\n -- not a comment"
+    await threads.insert(T, a, {"note": odd})
+    await threads.insert(T, b, {"n": 2})
+    both = ("SELECT thread_id FROM threads WHERE tenant_id = ? AND metadata IS NOT NULL"
+            " AND thread_id IN (?, ?) ORDER BY thread_id", (T, a, b))
+    got = await db.fetch_batch([
+        threads.get_statement(T, a),
+        threads.get_statement(T, new_id()),
+        both,
+        threads.get_statement(T, b),
+    ])
+    assert got[0] == [await threads.get(T, a)]
+    assert got[0][0]["metadata"] == {"note": odd}
+    assert got[1] == []
+    assert got[2] == await db.fetchall(*both) and len(got[2]) == 2
+    assert got[3] == [await threads.get(T, b)]
+    assert await db.fetch_batch([]) == []
+
+
 @postgres_only
 async def test_notify_wakes_listeners_across_processes_and_survives_a_lost_connection(
     new_database: NewDatabase,

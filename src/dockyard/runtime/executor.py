@@ -39,7 +39,7 @@ from dockyard.runtime.trace import TraceRecorder
 from dockyard.runtime.tracing import run_span
 from dockyard.serde import json_dumps, to_jsonable
 from dockyard.storage.base import Storage, utcnow
-from dockyard.storage.queue import RunQueue, first_claim, public_run
+from dockyard.storage.queue import RUN_THREAD_CHECKPOINTED, RunQueue, first_claim, public_run
 from dockyard.storage.resources import Assistants, Threads
 from dockyard.storage.traces import Traces, header_statement, span_statements
 from dockyard.storage.webhooks import Statement
@@ -270,7 +270,7 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
                 config["callbacks"] = [*(config.get("callbacks") or []), recorder]
             if proto is not None:
                 await proto.started()
-            async with _held_inputs(deps):
+            async with _held_inputs(deps, run):
                 if proto is not None:
                     await _stream_protocol(deps, run, graph, config, context, proto)
                 else:
@@ -417,11 +417,17 @@ def _options(kwargs: dict[str, Any], durability: str, context: dict[str, Any]) -
     return options
 
 
-def _held_inputs(deps: ExecutionDeps) -> contextlib.AbstractAsyncContextManager[Any]:
+def _held_inputs(
+    deps: ExecutionDeps, run: dict[str, Any]
+) -> contextlib.AbstractAsyncContextManager[Any]:
     """The checkpointer's ``hold_inputs`` where it has one: the run's input checkpoint rides in
-    its first step's statement (storage/postgres_saver.py)."""
+    its first step's statement, and the latest checkpoint of a thread the claim found without
+    one is not read (storage/postgres_saver.py)."""
     hold = getattr(deps.storage.checkpointer, "hold_inputs", None)
-    return hold() if hold is not None else contextlib.nullcontext()
+    if hold is None:
+        return contextlib.nullcontext()
+    empty = run.get(RUN_THREAD_CHECKPOINTED) is False
+    return hold(no_checkpoint=run["thread_id"] if empty else None)  # type: ignore[no-any-return]
 
 
 def _watch(run: dict[str, Any], recorder: TraceRecorder | None) -> CheckpointWatch | None:

@@ -58,6 +58,12 @@ class AssistantService:
 
     async def resolve(self, tenant: str, assistant_id: str) -> dict[str, Any]:
         """An assistant by id, or the default assistant of a graph given by its graph_id."""
+        uuid = self.resolve_id(tenant, assistant_id)
+        return self.found(uuid, await self.repo.get(tenant, uuid))
+
+    def resolve_id(self, tenant: str, assistant_id: str) -> str:
+        """The assistant's UUID (a graph id names its default assistant), without a read; the
+        row then goes through ``found``."""
         if not is_uuid(assistant_id):
             if assistant_id in self.registry.graph_ids:
                 assistant_id = default_assistant_id(assistant_id, tenant)
@@ -66,7 +72,10 @@ class AssistantService:
                     f"Assistant '{assistant_id}' not found (not a UUID and not a graph id)",
                     code="assistant_not_found",
                 )
-        row = await self.repo.get(tenant, check_uuid(assistant_id, "assistant_id"))
+        return check_uuid(assistant_id, "assistant_id")
+
+    @staticmethod
+    def found(assistant_id: str, row: dict[str, Any] | None) -> dict[str, Any]:
         if row is None:
             raise NotFound(f"Assistant '{assistant_id}' not found", code="assistant_not_found")
         return row

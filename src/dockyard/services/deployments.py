@@ -17,7 +17,6 @@ import hashlib
 import logging
 import math
 import re
-from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -57,11 +56,11 @@ class DeploymentService:
     # ---- routing (run creation) --------------------------------------------------------
     async def route(
         self, tenant: str, thread_id: str, pinned: str | None, graph_id: str, *,
-        routing: Awaitable[dict[str, Any] | None] | None = None,
+        routing: tuple[dict[str, Any] | None] | None = None,
     ) -> tuple[str | None, str | None]:
         """``(revision of the run or None for the base, pin to write on the thread or None)``.
 
-        ``routing``: the tenant's ``repo.routing`` read, if the caller started it already."""
+        ``routing``: the tenant's ``repo.routing`` row, in a tuple, if the caller read it."""
         if pinned:
             if pinned == BASE:
                 return None, None
@@ -72,7 +71,7 @@ class DeploymentService:
                     f"{graph_id!r}; move it with `dockyard threads migrate`",
                     code="revision_mismatch")
             return pinned, None
-        dep = await (routing if routing is not None else self.repo.routing(tenant))
+        dep = routing[0] if routing is not None else await self.repo.routing(tenant)
         choice: str | None = None
         if dep is not None:
             if (dep["canary_revision_id"] and graph_id in (dep["canary_graphs"] or [])

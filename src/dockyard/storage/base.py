@@ -294,6 +294,18 @@ class Storage(abc.ABC):
         async with self.statement() as tx:
             return await self._execute(tx, sql, params)
 
+    async def fetch_batch(
+        self, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[dict[str, Any]]]:
+        """Run reads together: the rows of each statement, in order. PostgreSQL sends them as
+        one multi-statement query (one round trip, one snapshot for all of them)."""
+        out: list[list[dict[str, Any]]] = []
+        async with self.statement() as tx:
+            for sql, params in statements:
+                rows = await self._fetch(tx, sql, params)
+                out.append([r for r in (decode_row(x) for x in rows) if r is not None])
+        return out
+
     async def execute_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Run writes whose results nobody reads in one transaction. PostgreSQL sends them as
         one multi-statement query (one round trip instead of one per statement and

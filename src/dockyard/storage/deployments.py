@@ -24,12 +24,16 @@ class Deployments:
 
     async def routing(self, tenant: str) -> dict[str, Any] | None:
         """The deployment with its revisions' graph lists, in one query (run creation)."""
-        return await self.db.fetchone(
-            "SELECT d.current_revision_id, d.canary_revision_id, d.canary_percent,"
-            " c.graphs AS current_graphs, k.graphs AS canary_graphs FROM deployments d"
-            " LEFT JOIN revisions c ON c.revision_id = d.current_revision_id"
-            " LEFT JOIN revisions k ON k.revision_id = d.canary_revision_id"
-            " WHERE d.tenant_id = ?", (tenant,))
+        return await self.db.fetchone(*self.routing_statement(tenant))
+
+    @staticmethod
+    def routing_statement(tenant: str) -> tuple[str, tuple[Any, ...]]:
+        """``routing``'s read, for ``Storage.fetch_batch``."""
+        return ("SELECT d.current_revision_id, d.canary_revision_id, d.canary_percent,"
+                " c.graphs AS current_graphs, k.graphs AS canary_graphs FROM deployments d"
+                " LEFT JOIN revisions c ON c.revision_id = d.current_revision_id"
+                " LEFT JOIN revisions k ON k.revision_id = d.canary_revision_id"
+                " WHERE d.tenant_id = ?", (tenant,))
 
     async def change(
         self, tenant: str, expected_version: int | None, event: dict[str, Any], **fields: Any

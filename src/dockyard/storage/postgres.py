@@ -36,7 +36,7 @@ from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from dockyard.errors import ConfigError, Conflict, DockyardError, InvalidInput, StorageError
-from dockyard.storage.base import Storage, dumps
+from dockyard.storage.base import Storage, decode_row, dumps
 from dockyard.storage.postgres_saver import PooledPostgresSaver
 
 log = logging.getLogger("dockyard.storage")
@@ -313,6 +313,30 @@ class PostgresStorage(Storage):
                 return list(await cur.fetchall())
         except psycopg.Error as exc:
             raise _translate(exc) from exc
+
+    async def fetch_batch(
+        self, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[dict[str, Any]]]:
+        # As execute_batch: one query message, values bound on the client; each statement's
+        # rows come back as a result set of their own.
+        if not statements:
+            return []
+        sql = ";\n".join(to_pyformat(q) for q, _ in statements)
+        values = [v for _, params in statements for v in _params(params)]
+        out: list[list[dict[str, Any]]] = []
+        async with self._connection() as conn:
+            try:
+                async with AsyncClientCursor(conn, row_factory=dict_row) as cur:
+                    cur.adapters.register_loader("jsonb", TextLoader)
+                    await cur.execute(sql, values)
+                    while True:
+                        rows = await cur.fetchall()
+                        out.append([r for r in (decode_row(x) for x in rows) if r is not None])
+                        if not cur.nextset():
+                            break
+            except psycopg.Error as exc:
+                raise _translate(exc) from exc
+        return out
 
     async def execute_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         # One query message holding every statement, its values bound on the client: PostgreSQL

@@ -219,6 +219,10 @@ class _Held(NamedTuple):
 # namespace): set by hold_inputs.
 _HOLDER: ContextVar[tuple[Any, dict[tuple[str, str], _Held]] | None] = ContextVar(
     "dockyard_held_inputs", default=None)
+# The saver and the threads known, in the current run, to have no root checkpoint yet: the
+# first read of such a thread's latest checkpoint needs no query (hold_inputs' no_checkpoint).
+_EMPTY: ContextVar[tuple[Any, set[str]] | None] = ContextVar("dockyard_empty_threads",
+                                                            default=None)
 
 
 @functools.cache
@@ -360,6 +364,8 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                 blobs[k] = values.pop(k)
         learnt: list[tuple[Any, ...]] = []
         parent_key = (thread_id, checkpoint_ns, parent_id or "")
+        if (known := _EMPTY.get()) is not None and known[0] is self:
+            known[1].discard(thread_id)  # it has one now
         holder = self._holder()
         if (holder is not None and metadata.get("source") == "input" and not checkpoint_ns
                 and (thread_id, checkpoint_ns) not in holder):
@@ -446,21 +452,28 @@ class PooledPostgresSaver(AsyncPostgresSaver):
     # --- input checkpoints held back ---------------------------------------------------------
 
     @asynccontextmanager
-    async def hold_inputs(self) -> AsyncIterator[None]:
+    async def hold_inputs(self, *, no_checkpoint: str | None = None) -> AsyncIterator[None]:
         """Within this block (one run's stream), a root input checkpoint is not sent on its own:
         it rides in the next statement the run sends for its thread (the first step's), which
         saves two round trips: its own, and its step's writes, which would otherwise go alone
         while it is on its way. Between the two, only the input's first task runs; a crash
         there leaves the run with no checkpoint of its own, so it starts again from its input,
         which is what resuming from the input checkpoint would do. A read of the thread sends
-        it first, and so does the end of the block."""
+        it first, and so does the end of the block.
+
+        ``no_checkpoint``: a thread the caller knows has no root checkpoint yet (the run's
+        claim looked, and the run holds the thread): the first read of its latest checkpoint
+        in the block, LangGraph's at the start of the run, is answered (None) without a query.
+        """
         holder: dict[tuple[str, str], _Held] = {}
         token = _HOLDER.set((self, holder))
+        empty = _EMPTY.set((self, {no_checkpoint} if no_checkpoint else set()))
         failed = True
         try:
             yield
             failed = False
         finally:
+            _EMPTY.reset(empty)
             _HOLDER.reset(token)
             for (thread_id, ns), held in list(holder.items()):
                 try:
@@ -511,6 +524,13 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                 await self._flush(held_thread, ns, held)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        configurable = config.get("configurable") or {}
+        known = _EMPTY.get()
+        if (known is not None and known[0] is self and known[1]
+                and not configurable.get("checkpoint_ns") and not configurable.get("checkpoint_id")
+                and str(configurable.get("thread_id")) in known[1]):
+            known[1].discard(str(configurable.get("thread_id")))
+            return None  # known to have none: no query (hold_inputs' no_checkpoint)
         await self._flush_thread(config)
         return await super().aget_tuple(config)
 

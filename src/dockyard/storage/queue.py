@@ -48,6 +48,11 @@ def _candidates(cols: str, tenant: str, revision_cond: str, limit: int, lock: st
     )
 
 
+# A claimed run's key (PostgreSQL's claim only): whether its thread had a root checkpoint at the
+# claim. False lets the executor skip reading the thread's latest checkpoint (there is none).
+RUN_THREAD_CHECKPOINTED = "_thread_checkpointed"
+
+
 def public_run(row: dict[str, Any]) -> dict[str, Any]:
     """A run row in the Agent Server's ``Run`` shape (the API's and the webhooks' view)."""
     return {
@@ -138,11 +143,13 @@ class RunQueue:
         return await self.db.fetchall(sql, [*params, limit, offset])
 
     async def active_for_thread(self, tenant: str, thread_id: str) -> list[dict[str, Any]]:
-        return await self.db.fetchall(
-            f"SELECT {RUN_COLS} FROM runs WHERE tenant_id = ? AND thread_id = ?"
-            " AND status IN ('pending', 'running') ORDER BY created_at",
-            (tenant, thread_id),
-        )
+        return await self.db.fetchall(*self.active_for_thread_statement(tenant, thread_id))
+
+    @staticmethod
+    def active_for_thread_statement(tenant: str, thread_id: str) -> tuple[str, tuple[Any, ...]]:
+        """``active_for_thread``'s read, for ``Storage.fetch_batch``."""
+        return (f"SELECT {RUN_COLS} FROM runs WHERE tenant_id = ? AND thread_id = ?"
+                " AND status IN ('pending', 'running') ORDER BY created_at", (tenant, thread_id))
 
     async def active(self, tenant: str, status: str | None = None) -> list[dict[str, Any]]:
         statuses = (status,) if status else ACTIVE
@@ -233,7 +240,9 @@ class RunQueue:
             " th AS (UPDATE threads SET status = 'busy', updated_at = ? FROM u"
             " WHERE threads.tenant_id = u.tenant_id AND threads.thread_id = u.thread_id)"
             " SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE status = 'pending'"
-            " LIMIT 2) AS p2) AS pending, u.* FROM (SELECT 1 AS one) AS one LEFT JOIN u ON TRUE",
+            " LIMIT 2) AS p2) AS pending, EXISTS (SELECT 1 FROM checkpoints ck"
+            " WHERE ck.thread_id = u.thread_id AND ck.checkpoint_ns = '') AS checkpointed,"
+            " u.* FROM (SELECT 1 AS one) AS one LEFT JOIN u ON TRUE",
             (self._last_tenant, now, *revision_params, worker_id, in_seconds(lease_seconds),
              now, now, now),
         )
@@ -241,11 +250,15 @@ class RunQueue:
         # Pending runs as the statement saw them, the one it claims included (its snapshot
         # precedes its own update): any other one means the pool should claim again at once.
         pending = int(row.pop("pending"))
+        # Whether the run's thread had a root checkpoint when the run was claimed: while the
+        # run holds the thread (busy), only the run itself adds one (RUN_THREAD_CHECKPOINTED).
+        checkpointed = bool(row.pop("checkpointed"))
         if row.get("run_id") is None:
             self.saw_pending = pending > 0
             return None
         self.saw_pending = pending > 1
         self._last_tenant = row["tenant_id"]
+        row[RUN_THREAD_CHECKPOINTED] = checkpointed
         return row
 
     async def _running(self, tx: Any, column: str, value: str) -> int:

@@ -21,10 +21,13 @@ class Assistants:
         self.db = db
 
     async def get(self, tenant: str, assistant_id: str) -> dict[str, Any] | None:
-        return await self.db.fetchone(
-            f"SELECT {ASSISTANT_COLS} FROM assistants WHERE tenant_id = ? AND assistant_id = ?",
-            (tenant, assistant_id),
-        )
+        return await self.db.fetchone(*self.get_statement(tenant, assistant_id))
+
+    @staticmethod
+    def get_statement(tenant: str, assistant_id: str) -> tuple[str, tuple[Any, ...]]:
+        """``get``'s read, for ``Storage.fetch_batch``."""
+        return (f"SELECT {ASSISTANT_COLS} FROM assistants WHERE tenant_id = ? AND assistant_id = ?",
+                (tenant, assistant_id))
 
     async def get_version(self, tenant: str, assistant_id: str, version: int) -> dict[str, Any] | None:
         return await self.db.fetchone(
@@ -190,10 +193,13 @@ class Threads:
         self.db = db
 
     async def get(self, tenant: str, thread_id: str) -> dict[str, Any] | None:
-        return await self.db.fetchone(
-            f"SELECT {THREAD_COLS} FROM threads WHERE tenant_id = ? AND thread_id = ?",
-            (tenant, thread_id),
-        )
+        return await self.db.fetchone(*self.get_statement(tenant, thread_id))
+
+    @staticmethod
+    def get_statement(tenant: str, thread_id: str) -> tuple[str, tuple[Any, ...]]:
+        """``get``'s read, for ``Storage.fetch_batch``."""
+        return (f"SELECT {THREAD_COLS} FROM threads WHERE tenant_id = ? AND thread_id = ?",
+                (tenant, thread_id))
 
     async def insert(
         self, tenant: str, thread_id: str, metadata: dict[str, Any], *,
