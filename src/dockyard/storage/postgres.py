@@ -159,10 +159,22 @@ def _json_loads(data: bytes | str) -> Any:
         return json.loads(data)
 
 
+# Statements bound on the server are prepared on a connection at their first execution there
+# (psycopg's default waits for the fifth). The pool hands its connections out in turn, so under
+# the default a busy process with twenty connections planned its hot statements anew for about
+# a hundred executions each, and kept planning any statement run less often than that: the
+# claim's plan alone costs PostgreSQL 0.7 ms. Preparing costs one extra round trip, once per
+# statement and connection; the cache keeps the most recent PREPARED_MAX.
+PREPARE_THRESHOLD = 0
+PREPARED_MAX = 256
+
+
 async def _configure(conn: Conn) -> None:
-    """Each pool connection adapts JSON with orjson (the checkpointer's Jsonb values)."""
+    """Each pool connection adapts JSON with orjson (the checkpointer's Jsonb values) and keeps
+    up to PREPARED_MAX prepared statements."""
     set_json_dumps(_json_dumps, conn)
     set_json_loads(_json_loads, conn)
+    conn.prepared_max = PREPARED_MAX
 
 
 class PostgresStorage(Storage):
@@ -228,7 +240,8 @@ class PostgresStorage(Storage):
             min_size=self.min_size,
             max_size=self.max_size,
             # autocommit and dict rows: what langgraph's saver expects of the connections.
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            kwargs={"autocommit": True, "row_factory": dict_row,
+                    "prepare_threshold": PREPARE_THRESHOLD},
             connection_class=AsyncConnection[DictRow],
             configure=_configure,
             open=False,
