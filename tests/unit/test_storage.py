@@ -553,6 +553,30 @@ async def test_a_pool_connection_prepares_a_statement_at_its_first_execution(
 
 
 @postgres_only
+async def test_the_pool_hands_out_the_connection_returned_last(db: Storage) -> None:
+    """Its PostgreSQL backend is the warmest; psycopg's pool would rotate through them all."""
+    assert isinstance(db, PostgresStorage)
+    pids: list[int] = []
+    releases = [asyncio.Event() for _ in range(3)]
+
+    async def hold(release: asyncio.Event) -> None:
+        async with db._connection() as conn:
+            pids.append(conn.info.backend_pid)
+            await release.wait()
+
+    tasks = [asyncio.create_task(hold(r)) for r in releases]
+    while len(pids) < 3:
+        await asyncio.sleep(0.01)
+    assert len(set(pids)) == 3
+    for release, task in zip(releases, tasks, strict=True):  # returned in the order taken
+        release.set()
+        await task
+    for _ in range(3):
+        async with db._connection() as conn:
+            assert conn.info.backend_pid == pids[-1]
+
+
+@postgres_only
 async def test_notify_wakes_listeners_across_processes_and_survives_a_lost_connection(
     new_database: NewDatabase,
 ) -> None:
