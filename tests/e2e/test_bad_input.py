@@ -90,6 +90,14 @@ def test_wrong_types(http: httpx.Client) -> None:
     assert http.post("/runs/crons/count", json={"enabled": False}).status_code == 200
     assert "subgraphs" in detail(http.post("/runs/wait", json={"assistant_id": "three_steps",
                                                                "subgraphs": 1}), 422)
+    # JSON integers only: true or "10" is not an integer (found by the schema fuzzer).
+    for value in (True, "10"):
+        assert "max_depth" in detail(http.post("/store/namespaces", json={"max_depth": value}),
+                                     422)
+        assert "limit" in detail(http.post("/threads/search", json={"limit": value}), 422)
+        assert "priority" in detail(http.post("/runs", json={"assistant_id": "three_steps",
+                                                             "priority": value}), 422)
+    assert http.post("/store/namespaces", json={"max_depth": 2, "limit": 5.0}).status_code == 200
 
 
 @pytest.mark.parametrize(

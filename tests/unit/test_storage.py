@@ -509,6 +509,46 @@ async def test_a_batch_is_one_transaction_and_keeps_its_values_as_given(db: Stor
     await db.execute_batch([])
 
 
+async def test_writes_together_are_one_transaction_and_keep_their_values(db: Storage) -> None:
+    """``execute_together`` (writes to disjoint rows; one statement on PostgreSQL): all or
+    nothing, values exactly as given, and a last statement that is not a write (the NOTIFY)."""
+    threads = Threads(db)
+    a, b = new_id(), new_id()
+    await threads.insert(T, a, {"n": 1})
+    await threads.insert(T, b, {"n": 2})
+    odd = "it's 100% sure? {\"k\": [1, 2]} ;\n -- not a comment"
+    notify = db.notify_statement("base") or ("SELECT 1", ())
+    await db.execute_together([
+        threads.update_statement(T, a, metadata={"note": odd}, status="busy"),
+        ("UPDATE threads SET error = ? WHERE tenant_id = ? AND thread_id = ?"
+         " AND '50%?' = '50%?'", (dumps(odd), T, b)),
+        notify,
+    ])
+    row_a, row_b = await threads.get(T, a), await threads.get(T, b)
+    assert row_a is not None and row_b is not None
+    assert row_a["metadata"] == {"note": odd} and row_a["status"] == "busy"
+    assert row_b["error"] == odd and row_b["metadata"] == {"n": 2}
+    from dockyard.errors import Conflict
+
+    insert = ("INSERT INTO threads (tenant_id, thread_id, status, metadata, config,"
+              " interrupts, created_at, updated_at)"
+              " VALUES (?, ?, 'idle', '{}', '{}', '{}', ?, ?)")
+    c = new_id()
+    with pytest.raises(Conflict):  # the second insert collides: the first is undone with it
+        await db.execute_together([(insert, (T, c, utcnow(), utcnow())),
+                                   (insert, (T, a, utcnow(), utcnow()))])
+    assert await threads.get(T, c) is None
+    await db.execute_together([])
+    if isinstance(db, PostgresStorage):
+        # One statement, bound on the server: prepared on the connection (the pool hands the
+        # same one out again).
+        async with db._connection() as conn:
+            cur = await conn.execute("SELECT count(*) AS n FROM pg_prepared_statements"
+                                     " WHERE statement LIKE 'WITH s0 AS (INSERT INTO threads%'")
+            row = await cur.fetchone()
+            assert row is not None and row["n"] == 1
+
+
 async def test_a_read_batch_gives_each_statements_rows_as_the_lone_reads_do(
     db: Storage,
 ) -> None:

@@ -10,14 +10,33 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    model_validator,
+)
 
 from dockyard.errors import InvalidInput
 
+
+def _json_integer(value: Any) -> Any:
+    """A body's integer is a JSON number: pydantic's lax mode would also take ``true`` and
+    ``"10"`` (found by the fuzzer: ``{"max_depth": true}`` was answered 200)."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be an integer")
+    return value
+
+
+# An integer field of a request body.
+Integer = Annotated[int, BeforeValidator(_json_integer)]
 # Bounds that keep numbers inside what SQLite integers and datetimes can hold: an offset past
 # 2**63 or a TTL of 1e308 minutes is a client mistake, answered with 422 rather than a crash.
-Offset = Annotated[int, Field(ge=0, le=2**62)]
-Limit = Annotated[int, Field(ge=0, le=1000)]
+Offset = Annotated[Integer, Field(ge=0, le=2**62)]
+Limit = Annotated[Integer, Field(ge=0, le=1000)]
 # Query parameters: FastAPI ignores a Field's bounds in Annotated when a Query() default is
 # given (found by the fuzzer: limit=-8e25 reached the database), so the bounds go on Query.
 LimitQuery = Annotated[int, Query(ge=0, le=1000)]
@@ -80,7 +99,7 @@ class RunnableConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     tags: list[str] | None = None
-    recursion_limit: int | None = Field(None, ge=1)
+    recursion_limit: Integer | None = Field(None, ge=1)
     configurable: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
 
@@ -136,7 +155,7 @@ class AssistantVersions(Body):
 
 
 class AssistantLatest(Body):
-    version: int = Field(ge=1)
+    version: Integer = Field(ge=1)
 
 
 class ThreadCreate(Body):
@@ -191,7 +210,7 @@ class StateUpdate(Body):
 
 
 class HistoryQuery(Body):
-    limit: int = Field(10, ge=1, le=1000)
+    limit: Integer = Field(10, ge=1, le=1000)
     before: str | dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     checkpoint: dict[str, Any] | None = None
@@ -223,7 +242,7 @@ class RunCreate(Body):
     on_completion: Literal["delete", "keep"] | None = None
     after_seconds: Seconds | None = None
     durability: Literal["sync", "async", "exit"] | None = None
-    priority: int | None = Field(None, ge=-100, le=100)
+    priority: Integer | None = Field(None, ge=-100, le=100)
     feedback_keys: list[str] | None = None
     langsmith_tracer: dict[str, Any] | None = None
     strict_resume: StrictBool | None = None
@@ -275,7 +294,7 @@ class StoreSearch(Body):
 class StoreNamespaces(Body):
     prefix: list[str] | None = None
     suffix: list[str] | None = None
-    max_depth: int | None = Field(None, ge=1)
+    max_depth: Integer | None = Field(None, ge=1)
     limit: Limit = 100
     offset: Offset = 0
 

@@ -102,7 +102,7 @@ class RunService:
             # Nothing to read inside the transaction: its statements go as one batch (one
             # round trip and one commit on PostgreSQL).
             run, statements = self._write_statements(tenant, prepared)
-            await self.deps.storage.execute_batch(statements)
+            await self.deps.storage.execute_together(statements)
         else:
             async with self.deps.storage.transaction() as tx:
                 run = await self.write(tx, tenant, prepared)

@@ -314,6 +314,14 @@ class Storage(abc.ABC):
             for sql, params in statements:
                 await self._execute(tx, sql, params)
 
+    async def execute_together(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """``execute_batch`` for writes that touch disjoint rows: PostgreSQL runs them as one
+        statement (all but the last as writable CTEs), bound on the server and so prepared
+        once per connection. Each sees the database as it was before any of them, so none may
+        depend on another's effect. Every statement but the last must be an INSERT, UPDATE or
+        DELETE (a CTE that is not runs only if read); otherwise they go as ``execute_batch``."""
+        await self.execute_batch(statements)
+
     async def execute_in(self, tx: Any | None, sql: str, params: Sequence[Any] = ()) -> int:
         """``execute`` inside the transaction ``tx``, or as a statement of its own if None.
 

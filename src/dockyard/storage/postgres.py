@@ -126,6 +126,9 @@ def adapt_ddl(stmt: str) -> str:
     return "".join(out)
 
 
+_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE)\s", re.IGNORECASE)
+
+
 def _params(params: Sequence[Any]) -> tuple[Any, ...]:
     # SQLite stores booleans as 0/1 in INTEGER columns; PostgreSQL refuses a boolean there.
     return tuple(int(p) if isinstance(p, bool) else p for p in params)
@@ -375,6 +378,20 @@ class PostgresStorage(Storage):
             except psycopg.Error as exc:
                 raise _translate(exc) from exc
         return out
+
+    async def execute_together(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        if len(statements) < 2 or not all(_WRITE.match(q) for q, _ in statements[:-1]):
+            await self.execute_batch(statements)
+            return
+        *first, (last, _) = statements
+        sql = ("WITH " + ", ".join(f"s{i} AS ({to_pyformat(q)})" for i, (q, _) in enumerate(first))
+               + " " + to_pyformat(last))
+        values = [v for _, params in statements for v in _params(params)]
+        async with self._connection() as conn:
+            try:
+                await conn.execute(sql, values)
+            except psycopg.Error as exc:
+                raise _translate(exc) from exc
 
     async def execute_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         # One query message holding every statement, its values bound on the client: PostgreSQL

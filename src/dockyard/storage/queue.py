@@ -317,7 +317,7 @@ class RunQueue:
         if not also:
             await self.db.execute(sql, params)
             return
-        await self.db.execute_batch([(sql, params), *also])
+        await self.db.execute_together([(sql, params), *also])
 
     async def set_status(
         self, tenant: str, run_ids: list[str], status: str, *, only_from: tuple[str, ...] = ACTIVE
