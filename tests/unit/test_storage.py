@@ -644,11 +644,17 @@ async def test_notify_wakes_listeners_across_processes_and_survives_a_lost_conne
         await worker.close()
 
 
+def notify(db: Storage, kind: str) -> tuple[str, Any]:
+    statement = db.notify_statement(kind)
+    assert statement is not None
+    return statement
+
+
 @postgres_only
 async def test_a_notify_in_a_transaction_is_sent_by_its_commit_only(
     new_database: NewDatabase,
 ) -> None:
-    """Run creation sends its wake-up with the run's rows (``notify_runs_in``): a worker
+    """Run creation sends its wake-up with the run's rows (``notify_statement``): a worker
     woken by it finds the run, and a rolled-back creation wakes nobody."""
     url = new_database()
     api, worker = PostgresStorage(url), PostgresStorage(url)
@@ -665,10 +671,10 @@ async def test_a_notify_in_a_transaction_is_sent_by_its_commit_only(
         await worker.listen_runs(heard)
         with pytest.raises(RuntimeError):
             async with api.transaction() as tx:
-                await api.notify_runs_in(tx, "rolled-back")
+                await api.execute_in(tx, *notify(api, "rolled-back"))
                 raise RuntimeError("the run's write failed")
         async with api.transaction() as tx:
-            await api.notify_runs_in(tx, "base")
+            await api.execute_in(tx, *notify(api, "base"))
             await asyncio.sleep(0.3)
             assert not woken.is_set()  # not before the commit
         await asyncio.wait_for(woken.wait(), 5)

@@ -297,7 +297,7 @@ class RunService:
         self, tx: Any, tenant: str, prepared: PreparedRun, *, kind: str | None = None,
     ) -> dict[str, Any]:
         """Write a prepared run (and a stateless run's thread) inside the transaction ``tx``,
-        with the wake-up of other processes' workers (``notify_runs_in``, ``kind``: by default
+        with the wake-up of other processes' workers (``notify_statement``, ``kind``: by default
         the run's ``wake_kind``), which their commit sends; the caller commits it and then
         wakes this process with ``notify(…, others_told=True)``."""
         record = prepared.record

@@ -78,6 +78,11 @@ def dumps(value: Any) -> str:
     return json_dumps(value).decode()
 
 
+def decode_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``decode_row`` of each row."""
+    return [r for r in (decode_row(x) for x in rows) if r is not None]
+
+
 def decode_row(row: dict[str, Any] | None) -> dict[str, Any] | None:
     """Decode the JSON columns of a row; both dialects hand them over as JSON text."""
     if row is None:
@@ -209,15 +214,10 @@ class Storage(abc.ABC):
         Embedded SQLite has one process, whose pool is woken directly; nothing to do.
         """
 
-    async def notify_runs_in(self, tx: Any, kind: str = "") -> None:
-        """``notify_runs`` as part of the transaction ``tx``: sent when it commits, so the
-        wake-up costs no commit of its own and never precedes the rows."""
-        statement = self.notify_statement(kind)
-        if statement is not None:
-            await self._execute(tx, *statement)
-
     def notify_statement(self, kind: str = "") -> tuple[str, Sequence[Any]] | None:
-        """``notify_runs_in`` as a statement to commit with others (None: nothing to send)."""
+        """``notify_runs`` as a statement to commit with the rows it announces: sent when their
+        transaction commits, so the wake-up costs no commit of its own and never precedes the
+        rows (None: nothing to send)."""
         return None
 
     async def listen_runs(self, callback: Callable[[str], None]) -> None:  # noqa: B027
@@ -288,7 +288,7 @@ class Storage(abc.ABC):
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         async with self.statement() as tx:
             rows = await self._fetch(tx, sql, params)
-        return [r for r in (decode_row(x) for x in rows) if r is not None]
+        return decode_rows(rows)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         async with self.statement() as tx:
@@ -303,7 +303,7 @@ class Storage(abc.ABC):
         async with self.statement() as tx:
             for sql, params in statements:
                 rows = await self._fetch(tx, sql, params)
-                out.append([r for r in (decode_row(x) for x in rows) if r is not None])
+                out.append(decode_rows(rows))
         return out
 
     async def execute_batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
@@ -346,7 +346,7 @@ class Storage(abc.ABC):
         if tx is None:
             return await self.fetchall(sql, params)
         rows = await self._fetch(tx, sql, params)
-        return [r for r in (decode_row(x) for x in rows) if r is not None]
+        return decode_rows(rows)
 
     async def ping(self) -> None:
         """Health check (``/ok?check_db=1``): one round trip; raises if the database is down."""

@@ -37,7 +37,7 @@ from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from dockyard.errors import ConfigError, Conflict, DockyardError, InvalidInput, StorageError
-from dockyard.storage.base import Storage, decode_row, dumps
+from dockyard.storage.base import Storage, decode_rows, dumps
 from dockyard.storage.postgres_saver import PooledPostgresSaver
 
 log = logging.getLogger("dockyard.storage")
@@ -132,6 +132,16 @@ _WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE)\s", re.IGNORECASE)
 def _params(params: Sequence[Any]) -> tuple[Any, ...]:
     # SQLite stores booleans as 0/1 in INTEGER columns; PostgreSQL refuses a boolean there.
     return tuple(int(p) if isinstance(p, bool) else p for p in params)
+
+
+def _values(statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+    """The values of ``statements``, in the order of their placeholders in one query."""
+    return [v for _, params in statements for v in _params(params)]
+
+
+def _multi_statement(statements: Sequence[tuple[str, Sequence[Any]]]) -> str:
+    """``statements`` as one multi-statement query (values bound on the client)."""
+    return ";\n".join(to_pyformat(q) for q, _ in statements)
 
 
 def _translate(exc: psycopg.Error) -> DockyardError:
@@ -362,17 +372,15 @@ class PostgresStorage(Storage):
         # rows come back as a result set of their own.
         if not statements:
             return []
-        sql = ";\n".join(to_pyformat(q) for q, _ in statements)
-        values = [v for _, params in statements for v in _params(params)]
         out: list[list[dict[str, Any]]] = []
         async with self._connection() as conn:
             try:
                 async with AsyncClientCursor(conn, row_factory=dict_row) as cur:
                     cur.adapters.register_loader("jsonb", TextLoader)
-                    await cur.execute(sql, values)
+                    await cur.execute(_multi_statement(statements), _values(statements))
                     while True:
                         rows = await cur.fetchall()
-                        out.append([r for r in (decode_row(x) for x in rows) if r is not None])
+                        out.append(decode_rows(rows))
                         if not cur.nextset():
                             break
             except psycopg.Error as exc:
@@ -386,10 +394,9 @@ class PostgresStorage(Storage):
         *first, (last, _) = statements
         sql = ("WITH " + ", ".join(f"s{i} AS ({to_pyformat(q)})" for i, (q, _) in enumerate(first))
                + " " + to_pyformat(last))
-        values = [v for _, params in statements for v in _params(params)]
         async with self._connection() as conn:
             try:
-                await conn.execute(sql, values)
+                await conn.execute(sql, _values(statements))
             except psycopg.Error as exc:
                 raise _translate(exc) from exc
 
@@ -400,12 +407,10 @@ class PostgresStorage(Storage):
         # CPU (its send/receive loop spins while the server works).
         if not statements:
             return
-        sql = ";\n".join(to_pyformat(q) for q, _ in statements)
-        values = [v for _, params in statements for v in _params(params)]
         async with self._connection() as conn:
             try:
                 async with AsyncClientCursor(conn) as cur:
-                    await cur.execute(sql, values)
+                    await cur.execute(_multi_statement(statements), _values(statements))
             except psycopg.Error as exc:
                 raise _translate(exc) from exc
 

@@ -473,18 +473,20 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             yield
             failed = False
         finally:
-            _EMPTY.reset(empty)
-            _HOLDER.reset(token)
-            for (thread_id, ns), held in list(holder.items()):
-                try:
-                    await self._flush(thread_id, ns, held, holder)
-                except Exception:
-                    if not failed:
-                        raise
-                    # The run failed anyway: its input checkpoint is lost with it, as if the
-                    # run had stopped before writing it.
-                    log.warning("held_input_checkpoint_lost thread_id=%s", thread_id,
-                                exc_info=True)
+            try:
+                for (thread_id, ns), held in list(holder.items()):
+                    try:
+                        await self._flush(thread_id, ns, held)
+                    except Exception:
+                        if not failed:
+                            raise
+                        # The run failed anyway: its input checkpoint is lost with it, as if
+                        # the run had stopped before writing it.
+                        log.warning("held_input_checkpoint_lost thread_id=%s", thread_id,
+                                    exc_info=True)
+            finally:
+                _EMPTY.reset(empty)
+                _HOLDER.reset(token)
 
     def _holder(self) -> dict[tuple[str, str], _Held] | None:
         """The input checkpoints this saver holds back in the current run (hold_inputs)."""
@@ -495,23 +497,21 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         holder = self._holder()
         return holder.get((thread_id, ns)) if holder else None
 
-    def _stored(self, thread_id: str, ns: str, held: _Held | None,
-                holder: dict[tuple[str, str], _Held] | None = None) -> None:
+    def _stored(self, thread_id: str, ns: str, held: _Held | None) -> None:
         """A statement that carried ``held`` committed: it is sent, and its lists may serve as
         bases."""
         if held is None:
             return
-        holder = holder if holder is not None else self._holder()
+        holder = self._holder()
         if holder is not None and holder.get((thread_id, ns)) is held:
             del holder[(thread_id, ns)]
         for key, known in held.learnt:
             self._remember(key, known)
 
-    async def _flush(self, thread_id: str, ns: str, held: _Held,
-                     holder: dict[tuple[str, str], _Held] | None = None) -> None:
+    async def _flush(self, thread_id: str, ns: str, held: _Held) -> None:
         async with self._cursor() as cur:
             await cur.execute(PUT_CHECKPOINT_SQL, held.params)
-        self._stored(thread_id, ns, held, holder)
+        self._stored(thread_id, ns, held)
 
     async def _flush_thread(self, config: RunnableConfig | None) -> None:
         """Send the held input checkpoints a read of ``config``'s thread (any: None) may see."""

@@ -9,8 +9,10 @@ such as ``"1718000000000-0"`` on Redis), so a client can resume after a drop (``
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +63,12 @@ class EventBus(abc.ABC):
         Read from the run's stream here; the Redis bus keeps the result on a key of its own,
         so a waiter wakes once rather than at every event of the run.
         """
-        async for ev in self.subscribe(run_id):
-            if ev.event == RESULT_EVENT:
-                return ev.data
+        # Both buses' subscriptions are async generators: closed here, not left to the GC.
+        subscription = cast(AsyncGenerator[Event, None], self.subscribe(run_id))
+        async with contextlib.aclosing(subscription) as events:
+            async for ev in events:
+                if ev.event == RESULT_EVENT:
+                    return ev.data
         return None
 
     @abc.abstractmethod
