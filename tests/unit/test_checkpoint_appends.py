@@ -19,10 +19,18 @@ from langgraph.checkpoint.base import copy_checkpoint, empty_checkpoint
 from langgraph.checkpoint.base.id import uuid6
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
+from langgraph.types import Send
 
+from dockyard.runtime.executor import _last_test
 from dockyard.storage import create_storage
 from dockyard.storage.postgres import PostgresStorage
-from dockyard.storage.postgres_saver import DELTA_PREFIX, REF_PREFIX, PooledPostgresSaver
+from dockyard.storage.postgres_saver import (
+    _HOLDING,
+    DELTA_PREFIX,
+    REF_PREFIX,
+    PooledPostgresSaver,
+)
+from dockyard.storage.resources import Threads
 from tests.conftest import TEST_DATABASE, NewDatabase
 
 pytestmark = pytest.mark.skipif(TEST_DATABASE != "postgres",
@@ -320,13 +328,13 @@ async def test_writes_a_failed_checkpoint_took_are_stored_on_their_own(
     checkpoint = copy_checkpoint(head.checkpoint)
     checkpoint["id"] = "rejected"
     took: list[int] = []
-    put_checkpoint = saver._put_checkpoint
+    put_statement = saver._put_statement
 
-    async def spy(*args: Any) -> None:
+    def spy(*args: Any) -> Any:
         took.append(len(args[-2]))  # taken, before held
-        await put_checkpoint(*args)
+        return put_statement(*args)
 
-    saver._put_checkpoint = spy  # type: ignore[method-assign]
+    saver._put_statement = spy  # type: ignore[method-assign]
     writes = asyncio.create_task(saver.aput_writes(
         head.config, [("messages", [AIMessage("kept", id="k")])], "task-k"))
     put = asyncio.create_task(saver.aput(head.config, checkpoint, {"step": 9}, {}))
@@ -391,13 +399,13 @@ def _input_checkpoint() -> tuple[dict[str, Any], Any]:
 async def test_a_held_input_checkpoint_rides_in_the_first_steps_statement(
     storages: tuple[PostgresStorage, PostgresStorage],
 ) -> None:
-    """Within ``hold_inputs`` (how the executor streams a run), the input checkpoint is not
+    """Within ``hold_checkpoints`` (how the executor streams a run), the input checkpoint is not
     sent alone: the first step's statement carries it, and the step's writes go with them."""
     writer, reader = storages
     saver = writer.checkpointer
     graph = build().compile(checkpointer=saver)
     sent = _spy_statements(saver)
-    async with saver.hold_inputs():
+    async with saver.hold_checkpoints():
         final = await graph.ainvoke({"target": 3}, cfg("t"), durability="sync")
     assert contents(final["messages"])[-1].startswith("2:")
     writes = [s for s in sent if s.startswith(("insert", "with"))]
@@ -424,7 +432,7 @@ async def test_a_read_of_the_thread_sends_the_held_checkpoint_first(
     writer, reader = storages
     saver = writer.checkpointer
     checkpoint, metadata = _input_checkpoint()
-    async with saver.hold_inputs():
+    async with saver.hold_checkpoints():
         await saver.aput(cfg("t", checkpoint_ns=""), checkpoint, metadata, {"__start__": 1})
         assert await reader.checkpointer.aget_tuple(cfg("t")) is None  # held, not sent
         own = await saver.aget_tuple(cfg("t"))
@@ -444,7 +452,7 @@ async def test_the_end_of_the_hold_sends_what_is_still_held(
     saver = writer.checkpointer
     checkpoint, metadata = _input_checkpoint()
     with contextlib.suppress(RuntimeError):
-        async with saver.hold_inputs():
+        async with saver.hold_checkpoints():
             await saver.aput(cfg("t", checkpoint_ns=""), checkpoint, metadata, {"__start__": 1})
             if ending == "error":
                 raise RuntimeError("the run failed")
@@ -456,14 +464,14 @@ async def test_the_end_of_the_hold_sends_what_is_still_held(
 async def test_a_thread_known_to_have_no_checkpoint_is_not_read_at_the_start(
     storages: tuple[PostgresStorage, PostgresStorage],
 ) -> None:
-    """``hold_inputs(no_checkpoint=…)`` (the claim found the thread without one): LangGraph's
+    """``hold_checkpoints(no_checkpoint=…)`` (the claim found the thread without one): LangGraph's
     read of the latest checkpoint at the start of the run is answered without a query, once;
     later reads query as usual."""
     writer, reader = storages
     saver = writer.checkpointer
     graph = build().compile(checkpointer=saver)
     sent = _spy_statements(saver)
-    async with saver.hold_inputs(no_checkpoint="t"):
+    async with saver.hold_checkpoints(no_checkpoint="t"):
         final = await graph.ainvoke({"target": 2}, cfg("t"), durability="sync")
         assert not [s for s in sent if s.startswith("select")]
         latest = await saver.aget_tuple(cfg("t"))  # not the start's read: a query
@@ -473,3 +481,155 @@ async def test_a_thread_known_to_have_no_checkpoint_is_not_read_at_the_start(
         contents(final["messages"])
     history = [c async for c in reader.checkpointer.alist(cfg("t"))]
     assert len(history) == 4  # input, start, two steps
+
+
+# --- the run's last checkpoint, held for its outcome ----------------------------------------
+
+_while_nodes_ran: list[bool] = []
+
+
+def _probed(fn: Any) -> Any:
+    """``fn``, recording whether a checkpoint was held back while it ran (it must not be)."""
+    def node(state: Any) -> Any:
+        holding = _HOLDING.get()
+        _while_nodes_ran.append(holding is None or holding.last is None)
+        return fn(state)
+    return node
+
+
+class Fan(TypedDict, total=False):
+    items: Annotated[list[int], operator.add]
+    n: int
+
+
+def _fan_out() -> StateGraph[Any]:
+    """Send fan-out, a join, and a deferred node after it."""
+    g = StateGraph(Fan)
+    g.add_node("work", _probed(lambda s: {"items": [s["n"] * 10]}))
+    g.add_node("join", _probed(lambda s: {"items": [len(s["items"])]}))
+    g.add_node("late", _probed(lambda s: {"items": [-1]}), defer=True)
+    g.add_conditional_edges(START, lambda s: [Send("work", {"n": i}) for i in range(3)],
+                            ["work"])
+    g.add_edge("work", "join")
+    g.add_edge("join", "late")
+    return g
+
+
+def _with_subgraph() -> StateGraph[Any]:
+    inner = StateGraph(State)
+    inner.add_node("grow", _probed(grow))
+    inner.add_edge(START, "grow")
+    outer = StateGraph(State)
+    outer.add_node("sub", inner.compile())
+    outer.add_node("grow", _probed(grow))
+    outer.add_edge(START, "sub")
+    outer.add_edge("sub", "grow")
+    return outer
+
+
+def _looping() -> StateGraph[Any]:
+    g = StateGraph(State)
+    g.add_node("grow", _probed(grow))
+    g.add_edge(START, "grow")
+    g.add_conditional_edges("grow", more, ["grow", END])
+    return g
+
+
+SHAPES = {
+    "loop": (_looping, {"target": 3}, {}),
+    "fan-out": (_fan_out, {"items": []}, {}),
+    "subgraph": (_with_subgraph, {"target": 2}, {}),
+    "interrupt-after": (_looping, {"target": 2}, {"interrupt_after": ["grow"]}),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+async def test_only_the_runs_last_checkpoint_is_held_and_the_history_is_whole(
+    storages: tuple[PostgresStorage, PostgresStorage], shape: str,
+) -> None:
+    """``hold_checkpoints(is_last=…)`` as the executor uses it: no checkpoint is held while a
+    node runs (conditional loops, ``Send`` fan-out, a deferred node, subgraphs, an interrupt
+    after a node), and once the held one is sent the thread's history is the one the same run
+    leaves without holding."""
+    writer, reader = storages
+    saver = writer.checkpointer
+    make, value, options = SHAPES[shape]
+    plain = make().compile(checkpointer=saver)
+    expected = await plain.ainvoke(value, cfg("plain"), durability="sync", **options)
+    graph = make().compile(checkpointer=saver)
+    _while_nodes_ran.clear()
+    async with saver.hold_checkpoints(thread_id="t", is_last=_last_test(graph)) as holding:
+        got = await graph.ainvoke(value, cfg("t"), durability="sync", **options)
+    assert _while_nodes_ran and all(_while_nodes_ran), _while_nodes_ran
+    assert got == expected
+    assert (holding.last is not None) == (shape != "interrupt-after")
+    await holding.flush()
+    assert holding.last is None
+
+    async def history(thread: str) -> list[Any]:
+        return [(c.metadata["source"], c.metadata["step"], c.checkpoint["channel_values"])
+                async for c in reader.checkpointer.alist(cfg(thread))]
+
+    assert await history("t") == await history("plain")
+
+
+async def test_the_last_checkpoint_commits_with_the_runs_outcome(
+    storages: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    """The held last checkpoint is a statement for ``execute_together``: until it is
+    committed, another process sees the checkpoint before it; after, the whole history; and
+    once ``committed`` its list values serve as bases."""
+    writer, reader = storages
+    saver = writer.checkpointer
+    graph = build().compile(checkpointer=saver)
+    sent = _spy_statements(saver)
+    async with saver.hold_checkpoints(thread_id="t", is_last=_last_test(graph)) as holding:
+        final = await graph.ainvoke({"target": 3}, cfg("t"), durability="sync")
+    # Five checkpoints (input, start, three steps) in three statements: the input rides in
+    # the first step's, the last one is held.
+    assert len([s for s in sent if s.startswith(("insert", "with"))]) == 3, sent
+    before = await reader.checkpointer.aget_tuple(cfg("t"))
+    assert before is not None and before.metadata["step"] == 2
+    statement = holding.take()
+    assert statement is not None and holding.take() is None
+
+    def known() -> list[str]:  # the message lists the saver may store tails against
+        return [k.version for k in saver._known.get(("t", "", "messages"), [])]
+
+    threads = Threads(writer)
+    await threads.insert("default", "t", {})
+    await writer.execute_together(
+        [statement, threads.update_statement("default", "t", status="idle")])
+    latest = await reader.checkpointer.aget_tuple(cfg("t"))
+    assert latest is not None and latest.metadata["step"] == 3
+    assert contents(latest.checkpoint["channel_values"]["messages"]) == \
+        contents(final["messages"])
+    assert len([c async for c in reader.checkpointer.alist(cfg("t"))]) == 5
+    version = str(latest.checkpoint["channel_versions"]["messages"])
+    assert version not in known()  # not before it is committed
+    holding.committed()
+    assert known()[0] == version
+
+
+async def test_a_read_or_a_failure_sends_the_held_last_checkpoint(
+    storages: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    writer, reader = storages
+    saver = writer.checkpointer
+    graph = build().compile(checkpointer=saver)
+    async with saver.hold_checkpoints(thread_id="a", is_last=_last_test(graph)) as holding:
+        await graph.ainvoke({"target": 2}, cfg("a"), durability="sync")
+        assert holding.last is not None
+        state = await graph.aget_state(cfg("a"))  # a read: sends it first
+        assert holding.last is None
+    stored = await reader.checkpointer.aget_tuple(cfg("a"))
+    assert stored is not None and stored.checkpoint["id"] == state.config["configurable"][
+        "checkpoint_id"]
+    with contextlib.suppress(RuntimeError):
+        async with saver.hold_checkpoints(thread_id="b", is_last=_last_test(graph)) as holding:
+            await graph.ainvoke({"target": 2}, cfg("b"), durability="sync")
+            assert holding.last is not None
+            raise RuntimeError("the run failed after its last step")
+    assert holding.last is None
+    stored = await reader.checkpointer.aget_tuple(cfg("b"))
+    assert stored is not None and stored.metadata["step"] == 2

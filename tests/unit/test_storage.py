@@ -15,7 +15,7 @@ from dockyard.errors import ConfigError, InvalidInput, StorageError
 from dockyard.services.ids import new_id
 from dockyard.storage import create_storage
 from dockyard.storage.base import Storage, dumps, utcnow
-from dockyard.storage.postgres import PostgresStorage, adapt_ddl, to_pyformat
+from dockyard.storage.postgres import PostgresStorage, adapt_ddl, split_with, to_pyformat
 from dockyard.storage.queue import RunQueue, in_seconds
 from dockyard.storage.resources import Assistants, Threads
 from dockyard.storage.sqlite import SqliteStorage
@@ -545,6 +545,72 @@ async def test_writes_together_are_one_transaction_and_keep_their_values(db: Sto
         async with db._connection() as conn:
             cur = await conn.execute("SELECT count(*) AS n FROM pg_prepared_statements"
                                      " WHERE statement LIKE 'WITH s0 AS (INSERT INTO threads%'")
+            row = await cur.fetchone()
+            assert row is not None and row["n"] == 1
+
+
+def test_a_with_clause_splits_into_its_ctes_and_main_statement() -> None:
+    sql = ("WITH a AS (SELECT ')' AS x, f(1, (2)) -- (\n), "
+           "B AS MATERIALIZED (INSERT INTO t VALUES ('(', \"q)\") RETURNING 1) "
+           "UPDATE u SET v = (SELECT x FROM a) WHERE w = ')'")
+    split = split_with(sql)
+    assert split is not None
+    ctes, main = split
+    assert [name for name, _ in ctes] == ["a", "b"]
+    assert ctes[0][1] == "a AS (SELECT ')' AS x, f(1, (2)) -- (\n)"
+    assert ctes[1][1] == "B AS MATERIALIZED (INSERT INTO t VALUES ('(', \"q)\") RETURNING 1)"
+    assert main == "UPDATE u SET v = (SELECT x FROM a) WHERE w = ')'"
+    assert split_with("UPDATE t SET a = 1") is None
+    assert split_with("WITH RECURSIVE r AS (SELECT 1) SELECT * FROM r") is None
+    assert split_with("WITH a (x) AS (SELECT 1) SELECT * FROM a") is None
+    assert split_with("WITH a AS (SELECT (1) SELECT 1") is None  # unbalanced
+
+
+async def test_writes_together_keep_their_own_with_clauses(db: Storage) -> None:
+    """``execute_together`` of statements that have CTEs of their own: on PostgreSQL they join
+    the one statement's; two CTEs of one name send the statements as a batch. Either way all
+    or nothing, and the values exact."""
+    threads = Threads(db)
+    a, b, c = new_id(), new_id(), new_id()
+    for thread in (a, b, c):
+        await threads.insert(T, thread, {"n": 0})
+    with_note = ("WITH picked AS (SELECT ? AS note) UPDATE threads SET error ="
+                 " (SELECT note FROM picked) WHERE tenant_id = ? AND thread_id = ?")
+    also_picked = ("WITH picked AS (SELECT ? AS st) UPDATE threads SET status ="
+                   " (SELECT st FROM picked) WHERE tenant_id = ? AND thread_id = ?")
+    other = ("WITH chosen AS (SELECT ? AS st) UPDATE threads SET status ="
+             " (SELECT st FROM chosen) WHERE tenant_id = ? AND thread_id = ?")
+    await db.execute_together([
+        (with_note, (dumps("50% (sure)?"), T, a)),
+        (other, ("busy", T, b)),
+        threads.update_statement(T, c, status="interrupted"),
+    ])
+    rows = [await threads.get(T, t) for t in (a, b, c)]
+    assert [r["error"] if r else None for r in rows][:1] == ["50% (sure)?"]
+    assert [r["status"] if r else None for r in rows] == ["idle", "busy", "interrupted"]
+    await db.execute_together([(with_note, (dumps("again"), T, b)),
+                               (also_picked, ("error", T, a))])
+    rows = [await threads.get(T, t) for t in (a, b)]
+    assert [(r or {}).get("error") for r in rows] == ["50% (sure)?", "again"]
+    assert (rows[0] or {}).get("status") == "error"
+    from dockyard.errors import Conflict
+
+    insert = ("WITH stamp AS (SELECT ? AS at) INSERT INTO threads (tenant_id, thread_id, status,"
+              " metadata, config, interrupts, created_at, updated_at)"
+              " SELECT ?, ?, 'idle', '{}', '{}', '{}', at, at FROM stamp")
+    d = new_id()
+    with pytest.raises(Conflict):  # the second insert collides: the first is undone with it
+        await db.execute_together([(insert, (utcnow(), T, d)), (other, ("busy", T, a)),
+                                   (insert.replace("stamp", "stamp2"), (utcnow(), T, a))])
+    assert await threads.get(T, d) is None
+    assert (await threads.get(T, a) or {}).get("status") == "error"
+    if isinstance(db, PostgresStorage):
+        # The first call was one statement, bound on the server (so prepared), the CTEs of
+        # its statements first.
+        async with db._connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE"
+                " 'WITH picked AS (SELECT $1 AS note), s0 AS (UPDATE threads SET error = %'")
             row = await cur.fetchone()
             assert row is not None and row["n"] == 1
 

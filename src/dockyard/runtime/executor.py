@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 from langchain_core._api import LangChainBetaWarning
 from langgraph.channels.untracked_value import UntrackedValue
+from langgraph.constants import TASKS
 from langgraph.types import Command, Send
 
 from dockyard.errors import DockyardError
@@ -258,6 +259,7 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
     thread_outcome: Statement | None = None  # committed with the run's outcome
     recorder = _recorder(deps, run)
     watch: CheckpointWatch | None = None
+    holding: Any = _NOT_HOLDING
     try:
         try:
             # Inside the try: a cancel can land on any await from here on, these included,
@@ -270,7 +272,7 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
                 config["callbacks"] = [*(config.get("callbacks") or []), recorder]
             if proto is not None:
                 await proto.started()
-            async with _held_inputs(deps, run):
+            async with _hold_checkpoints(deps, run, graph) as holding:
                 if proto is not None:
                     await _stream_protocol(deps, run, graph, config, context, proto)
                 else:
@@ -278,6 +280,7 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
                     await _stream(deps, run, graph, config, context, watch)
             state: Any = watch.final_state(graph) if watch is not None else None
             if state is None:
+                await holding.flush()  # the read must see the run's last checkpoint
                 state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
             interrupted = bool(state.next) or bool(state.interrupts)
             pending = _pending_interrupts(state)
@@ -301,6 +304,7 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
             handled.append(True)
             while task is not None and task.cancelling():
                 task.uncancel()  # the cancel was ours and is handled: later awaits run normally
+            await holding.flush()  # before a rollback deletes the run's checkpoints
             status = await _on_cancel(deps, run, cancel_action[0])
             # `wait`/`join` of a cancelled run answer with the thread's values, as they stand.
             final_values = await _latest_values(graph, thread_id)
@@ -317,6 +321,7 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
                 "traceback": traceback.format_exc(limit=20),
             }
             final_values = {"__error__": {"error": error["error"], "message": error["message"]}}
+            await _flush_quietly(holding, run_id)
             log.info("run_failed run_id=%s error=%s: %s", run_id, type(exc).__name__, exc)
             await bus.publish(
                 run_id, "error", json_dumps({"error": error["error"], "message": error["message"]})
@@ -342,7 +347,11 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
                     recorder.base_checkpoint_id = await _base_before(deps, run)
                 recorder.finish(status, error)
                 also.extend(_trace_statements(recorder, recorder.take()))
+            # The run's last checkpoint, if the checkpointer held it back, commits with it too.
+            if (last := holding.take()) is not None:
+                also.insert(0, last)
             await deps.queue.finish(run_id, status, error, also=also)
+            holding.committed()
             if hook:
                 deps.webhooks.notify()
         await _after(deps, run, status)
@@ -353,6 +362,8 @@ async def _execute_run(deps: ExecutionDeps, run: dict[str, Any]) -> str:
             )
         return status
     finally:
+        if not retry_later:  # (the database is away: the run resumes before that step)
+            await _flush_quietly(holding, run_id)  # held still: it stopped before its outcome
         bus.unregister_control(run_id)
         if recorder is not None:
             recorder.abandon()
@@ -417,17 +428,65 @@ def _options(kwargs: dict[str, Any], durability: str, context: dict[str, Any]) -
     return options
 
 
-def _held_inputs(
-    deps: ExecutionDeps, run: dict[str, Any]
+class _NotHolding:
+    """``Holding``'s interface for checkpointers that hold nothing back."""
+
+    async def flush(self) -> None:
+        pass
+
+    def take(self) -> None:
+        return None
+
+    def committed(self) -> None:
+        pass
+
+
+_NOT_HOLDING = _NotHolding()
+
+
+def _hold_checkpoints(
+    deps: ExecutionDeps, run: dict[str, Any], graph: Any
 ) -> contextlib.AbstractAsyncContextManager[Any]:
-    """The checkpointer's ``hold_inputs`` where it has one: the run's input checkpoint rides in
-    its first step's statement, and the latest checkpoint of a thread the claim found without
-    one is not read (storage/postgres_saver.py)."""
-    hold = getattr(deps.storage.checkpointer, "hold_inputs", None)
+    """The checkpointer's ``hold_checkpoints`` where it has one (storage/postgres_saver.py):
+    the run's input checkpoint rides in its first step's statement, its last checkpoint in
+    the statement of its outcome, and the latest checkpoint of a thread the claim found
+    without one is not read."""
+    hold = getattr(deps.storage.checkpointer, "hold_checkpoints", None)
     if hold is None:
-        return contextlib.nullcontext()
+        return contextlib.nullcontext(_NOT_HOLDING)
     empty = run.get(RUN_THREAD_CHECKPOINTED) is False
-    return hold(no_checkpoint=run["thread_id"] if empty else None)  # type: ignore[no-any-return]
+    return hold(  # type: ignore[no-any-return]
+        thread_id=run["thread_id"], no_checkpoint=run["thread_id"] if empty else None,
+        is_last=_last_test(graph))
+
+
+def _last_test(graph: Any) -> Any:
+    """Whether a root checkpoint of ``graph``'s run is its last: no task follows it.
+
+    LangGraph plans the next step's tasks from the channels the step updated (the
+    checkpoint's ``updated_channels``): a node runs only if one of them triggers it
+    (``trigger_to_nodes``), and a ``Send`` only if the tasks channel was written. None of
+    them: nothing runs after it. Anything else (no ``updated_channels``, which makes LangGraph
+    look at every node) is not taken for the last."""
+    triggers = getattr(graph, "trigger_to_nodes", None)
+    if not triggers:
+        return None
+
+    def is_last(checkpoint: Any) -> bool:
+        updated = checkpoint.get("updated_channels")
+        return bool(updated) and TASKS not in updated and not any(c in triggers for c in updated)
+
+    return is_last
+
+
+async def _flush_quietly(holding: Any, run_id: str) -> None:
+    """Send a held last checkpoint on a path that does not commit it with the outcome."""
+    try:
+        await holding.flush()
+    except Exception as exc:
+        # The run ends without it, as if it had stopped before writing it: claimed again,
+        # it runs that step again.
+        log.warning("last_checkpoint_lost run_id=%s error=%s", run_id, exc)
 
 
 def _watch(run: dict[str, Any], recorder: TraceRecorder | None) -> CheckpointWatch | None:

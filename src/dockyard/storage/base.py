@@ -319,7 +319,9 @@ class Storage(abc.ABC):
         statement (all but the last as writable CTEs), bound on the server and so prepared
         once per connection. Each sees the database as it was before any of them, so none may
         depend on another's effect. Every statement but the last must be an INSERT, UPDATE or
-        DELETE (a CTE that is not runs only if read); otherwise they go as ``execute_batch``."""
+        DELETE (a CTE that is not runs only if read), optionally after a ``WITH`` clause of its
+        own, whose CTEs join the statement's (their names must differ, and not be ``s<n>``);
+        otherwise they go as ``execute_batch``."""
         await self.execute_batch(statements)
 
     async def execute_in(self, tx: Any | None, sql: str, params: Sequence[Any] = ()) -> int:

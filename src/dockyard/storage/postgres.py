@@ -144,6 +144,62 @@ def _multi_statement(statements: Sequence[tuple[str, Sequence[Any]]]) -> str:
     return ";\n".join(to_pyformat(q) for q, _ in statements)
 
 
+_CTE = re.compile(r"\s*([A-Za-z_]\w*)\s+AS\s+(?:(?:NOT\s+)?MATERIALIZED\s+)?\(", re.IGNORECASE)
+_WITH = re.compile(r"\s*WITH\s", re.IGNORECASE)
+_COMMA = re.compile(r"\s*,")
+_STATEMENT_CTE = re.compile(r"s\d+", re.IGNORECASE)
+
+
+def split_with(sql: str) -> tuple[list[tuple[str, str]], str] | None:
+    """A statement with a ``WITH`` clause as its CTEs (``(name, "name AS (…)")``, in order)
+    and its main statement; None if it has none, or one this does not take apart (RECURSIVE,
+    column lists). Literals, quoted identifiers and comments are not parsed."""
+    mask = "".join(text if code else " " * len(text) for code, text in _segments(sql))
+    head = _WITH.match(mask)
+    if head is None:
+        return None
+    ctes: list[tuple[str, str]] = []
+    pos = head.end()
+    while True:
+        cte = _CTE.match(mask, pos)
+        if cte is None:
+            return None
+        depth, i = 1, cte.end()
+        while depth:
+            if i >= len(mask):
+                return None
+            depth += {"(": 1, ")": -1}.get(mask[i], 0)
+            i += 1
+        ctes.append((cte.group(1).lower(), sql[cte.start(1):i]))
+        comma = _COMMA.match(mask, i)
+        if comma is None:
+            return ctes, sql[i:].lstrip()
+        pos = comma.end()
+
+
+@functools.lru_cache(maxsize=256)
+def _together(statements: tuple[str, ...]) -> str | None:
+    """``execute_together``'s one statement: each statement's own CTEs, in order, then the
+    statement as the CTE ``s<i>`` (the last one as the main statement); None where that is
+    not possible (a leading statement that is not a write, two CTEs of one name)."""
+    parts: list[str] = []
+    names: set[str] = set()
+    last = len(statements) - 1
+    for i, sql in enumerate(statements):
+        split = split_with(sql)
+        ctes, main = split if split is not None else ([], sql)
+        for name, text in ctes:
+            if name in names or _STATEMENT_CTE.fullmatch(name):
+                return None
+            names.add(name)
+            parts.append(to_pyformat(text))
+        if i < last:
+            if not _WRITE.match(main):
+                return None
+            parts.append(f"s{i} AS ({to_pyformat(main)})")
+    return "WITH " + ", ".join(parts) + " " + to_pyformat(main)
+
+
 def _translate(exc: psycopg.Error) -> DockyardError:
     """Driver errors stop at the storage boundary."""
     if isinstance(exc, UniqueViolation):
@@ -388,12 +444,10 @@ class PostgresStorage(Storage):
         return out
 
     async def execute_together(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        if len(statements) < 2 or not all(_WRITE.match(q) for q, _ in statements[:-1]):
+        sql = _together(tuple(q for q, _ in statements)) if len(statements) > 1 else None
+        if sql is None:
             await self.execute_batch(statements)
             return
-        *first, (last, _) = statements
-        sql = ("WITH " + ", ".join(f"s{i} AS ({to_pyformat(q)})" for i, (q, _) in enumerate(first))
-               + " " + to_pyformat(last))
         async with self._connection() as conn:
             try:
                 await conn.execute(sql, _values(statements))

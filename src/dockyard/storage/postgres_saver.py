@@ -35,7 +35,7 @@ import functools
 import logging
 import operator
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any, NamedTuple, cast
@@ -215,14 +215,74 @@ class _Held(NamedTuple):
     learnt: list[tuple[Any, ...]]
 
 
-# The saver holding input checkpoints back in the current run, and those it holds by (thread,
-# namespace): set by hold_inputs.
-_HOLDER: ContextVar[tuple[Any, dict[tuple[str, str], _Held]] | None] = ContextVar(
-    "dockyard_held_inputs", default=None)
-# The saver and the threads known, in the current run, to have no root checkpoint yet: the
-# first read of such a thread's latest checkpoint needs no query (hold_inputs' no_checkpoint).
-_EMPTY: ContextVar[tuple[Any, set[str]] | None] = ContextVar("dockyard_empty_threads",
-                                                            default=None)
+class _Last(NamedTuple):
+    """A run's last checkpoint not sent yet (``hold_checkpoints``' ``is_last``): its statement,
+    which also carries its step's writes and the thread's held input checkpoint, if any
+    (``held``), and the list values it stores, to remember once it is committed."""
+
+    thread_id: str
+    ns: str
+    sql: str
+    params: tuple[Any, ...]
+    learnt: list[tuple[Any, ...]]
+    held: _Held | None
+
+
+class Holding:
+    """The checkpoints one run holds back (``PooledPostgresSaver.hold_checkpoints``).
+
+    After the block, the run's last checkpoint, if it is still held, is the caller's: it goes
+    into the statement of the run's outcome (``take``, then ``committed``), or alone
+    (``flush``) before anything reads the thread.
+    """
+
+    def __init__(self, saver: PooledPostgresSaver, thread_id: str | None,
+                 is_last: Callable[[Checkpoint], bool] | None, no_checkpoint: str | None) -> None:
+        self.saver, self.thread_id, self.is_last = saver, thread_id, is_last
+        self.inputs: dict[tuple[str, str], _Held] = {}  # by (thread, namespace)
+        self.last: _Last | None = None
+        # Threads known to have no root checkpoint yet: the first read of such a thread's
+        # latest checkpoint needs no query (``no_checkpoint``).
+        self.empty: set[str] = {no_checkpoint} if no_checkpoint else set()
+        self._taken: _Last | None = None
+
+    def sent(self, held: _Held) -> None:
+        """A held input checkpoint is sent (or carried by the held last one)."""
+        key = (held.params[0], held.params[1])
+        if self.inputs.get(key) is held:
+            del self.inputs[key]
+
+    async def flush(self) -> None:
+        """Send the held last checkpoint, if there is one (before a read of the thread)."""
+        if (last := self.last) is not None:
+            await self.saver._send(last.sql, last.params)
+            self.last = None
+            self.saver._learn(last)
+
+    def take(self) -> tuple[str, tuple[Any, ...]] | None:
+        """The held last checkpoint as a statement for ``Storage.execute_together`` (``?``
+        placeholders), to commit with the run's outcome; ``committed`` once it is."""
+        last, self.last = self.last, None
+        if last is None:
+            return None
+        self._taken = last
+        return _qmark(last.sql), last.params
+
+    def committed(self) -> None:
+        """The statement ``take`` gave was committed."""
+        if (last := self._taken) is not None:
+            self._taken = None
+            self.saver._learn(last)
+
+
+# The holding of the current run's stream, set by hold_checkpoints.
+_HOLDING: ContextVar[Holding | None] = ContextVar("dockyard_holding", default=None)
+
+
+@functools.cache
+def _qmark(sql: str) -> str:
+    """The saver's statement (``%s`` placeholders, no other ``%`` or ``?``) as storage's."""
+    return sql.replace("%s", "?")
 
 
 @functools.cache
@@ -234,12 +294,10 @@ def _with_held(sql: str) -> str:
     return f"with {HELD_CTES} {body}"
 
 
-async def _execute(cur: AsyncCursor[DictRow], sql: str, params: tuple[Any, ...],
-                   held: _Held | None) -> None:
-    if held is None:
-        await cur.execute(sql, params)
-    else:
-        await cur.execute(_with_held(sql), (*held.params, *params))
+def _carrying(sql: str, params: tuple[Any, ...],
+              held: _Held | None) -> tuple[str, tuple[Any, ...]]:
+    """``sql`` and ``params``, with ``held``'s inserts first if there is one."""
+    return (sql, params) if held is None else (_with_held(sql), (*held.params, *params))
 
 
 class _Known(NamedTuple):
@@ -364,45 +422,59 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                 blobs[k] = values.pop(k)
         learnt: list[tuple[Any, ...]] = []
         parent_key = (thread_id, checkpoint_ns, parent_id or "")
-        if (known := _EMPTY.get()) is not None and known[0] is self:
-            known[1].discard(thread_id)  # it has one now
-        holder = self._holder()
-        if (holder is not None and metadata.get("source") == "input" and not checkpoint_ns
-                and (thread_id, checkpoint_ns) not in holder):
-            # Held back: it rides in the run's next statement for this thread (hold_inputs).
-            channels, versions, dumped, head = self._checkpoint_rows(
-                config, checkpoint, metadata, new_versions, copy, blobs, learnt, parent_key, [])
-            holder[(thread_id, checkpoint_ns)] = _Held((
-                thread_id, checkpoint_ns, channels, versions,
-                [d[0] for d in dumped], [d[1] for d in dumped], *head), learnt)
-            return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns,
-                                     "checkpoint_id": checkpoint["id"]}}
+        saved: RunnableConfig = {"configurable": {
+            "thread_id": thread_id, "checkpoint_ns": checkpoint_ns,
+            "checkpoint_id": checkpoint["id"]}}
+        holding = self._holding()
+        if holding is not None:
+            holding.empty.discard(thread_id)  # it has one now
+            await self._flush_last(holding, thread_id)  # this statement goes after it
+            if (metadata.get("source") == "input" and not checkpoint_ns
+                    and (thread_id, checkpoint_ns) not in holding.inputs):
+                # Held back: it rides in the run's next statement for this thread.
+                channels, versions, dumped, head = self._checkpoint_rows(
+                    config, checkpoint, metadata, new_versions, copy, blobs, learnt,
+                    parent_key, [])
+                holding.inputs[(thread_id, checkpoint_ns)] = _Held((
+                    thread_id, checkpoint_ns, channels, versions,
+                    [d[0] for d in dumped], [d[1] for d in dumped], *head), learnt)
+                return saved
         if pending := self._inflight.get(parent_key):
             await asyncio.wait(list(pending))
         # The step's writes not sent yet go in this checkpoint's statement: one round trip.
         taken = self._unsent.pop(parent_key, [])
         for entry in taken:
             entry.taken = True
-        held = self._held(thread_id, checkpoint_ns)
+        held = holding.inputs.get((thread_id, checkpoint_ns)) if holding is not None else None
         try:
-            await self._put_checkpoint(config, checkpoint, metadata, new_versions, copy, blobs,
-                                       learnt, parent_key, taken, held)
+            sql, params = self._put_statement(config, checkpoint, metadata, new_versions, copy,
+                                              blobs, learnt, parent_key, taken, held)
+            statement = _Last(thread_id, checkpoint_ns, sql, params, learnt, held)
+            kept = (holding is not None and holding.is_last is not None and not checkpoint_ns
+                    and thread_id == holding.thread_id and metadata.get("source") == "loop"
+                    and holding.is_last(checkpoint))
+            if kept:
+                # The run's last checkpoint: no code of the run runs after it, so it waits
+                # for the run's outcome and is committed with it (see hold_checkpoints).
+                cast(Holding, holding).last = statement
+            else:
+                await self._send(sql, params)
         except BaseException:
             for entry in taken:
                 if not entry.done.done():
                     entry.done.set_result(False)  # not stored: aput_writes sends them itself
             raise
+        if held is not None and holding is not None:
+            holding.sent(held)  # or carried by the last checkpoint
         for entry in taken:
             if not entry.done.done():
                 entry.done.set_result(True)
-        self._stored(thread_id, checkpoint_ns, held)
-        # Only once stored may a value serve as a base. The step's writes are spent.
-        for key, known in learnt:
-            self._remember(key, known)
+        if not kept:
+            self._learn(statement)  # only once stored may a value serve as a base
+        # The step's writes are spent.
         self._written.pop(parent_key, None)
         self._drop_writes(parent_key)
-        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns,
-                                 "checkpoint_id": checkpoint["id"]}}
+        return saved
 
     def _checkpoint_rows(
         self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
@@ -424,113 +496,130 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                 Jsonb(get_serializable_checkpoint_metadata(config, metadata)))
         return channels, versions, dumped, head
 
-    async def _put_checkpoint(
+    def _put_statement(
         self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
         new_versions: ChannelVersions, copy: Checkpoint, blobs: dict[str, Any],
         learnt: list[tuple[Any, ...]], parent_key: tuple[str, str, str], taken: list[_Unsent],
         held: _Held | None,
-    ) -> None:
+    ) -> tuple[str, tuple[Any, ...]]:
+        """The statement storing a checkpoint, with the writes ``taken`` and ``held``."""
         thread_id, checkpoint_ns, parent_id = parent_key
         channels, versions, dumped, head = self._checkpoint_rows(
             config, checkpoint, metadata, new_versions, copy, blobs, learnt, parent_key, taken)
-        async with self._cursor() as cur:
-            if not taken:
-                await _execute(cur, PUT_CHECKPOINT_SQL, (
-                    thread_id, checkpoint_ns, channels, versions,
-                    [d[0] for d in dumped], [d[1] for d in dumped], *head), held)
-                return
-            rows = [p for e in taken for p in e.params]
-            await _execute(cur, PUT_STEP_SQL, (
-                thread_id, checkpoint_ns, parent_id,
-                [p[3] for p in rows], [p[4] for p in rows], [p[5] for p in rows],
-                [p[6] for p in rows], [p[7] for p in rows], [p[8] for p in rows],
-                channels, versions, [d[0] for d in dumped], [d[1] for d in dumped],
-                [d[2].task_id if d[2] else None for d in dumped],
-                [d[2].idx if d[2] else None for d in dumped], [d[3] for d in dumped],
-                thread_id, checkpoint_ns, *head), held)
+        if not taken:
+            return _carrying(PUT_CHECKPOINT_SQL, (
+                thread_id, checkpoint_ns, channels, versions,
+                [d[0] for d in dumped], [d[1] for d in dumped], *head), held)
+        rows = [p for e in taken for p in e.params]
+        return _carrying(PUT_STEP_SQL, (
+            thread_id, checkpoint_ns, parent_id,
+            [p[3] for p in rows], [p[4] for p in rows], [p[5] for p in rows],
+            [p[6] for p in rows], [p[7] for p in rows], [p[8] for p in rows],
+            channels, versions, [d[0] for d in dumped], [d[1] for d in dumped],
+            [d[2].task_id if d[2] else None for d in dumped],
+            [d[2].idx if d[2] else None for d in dumped], [d[3] for d in dumped],
+            thread_id, checkpoint_ns, *head), held)
 
-    # --- input checkpoints held back ---------------------------------------------------------
+    async def _send(self, sql: str, params: tuple[Any, ...]) -> None:
+        async with self._cursor() as cur:
+            await cur.execute(sql, params)
+
+    def _learn(self, sent: _Last) -> None:
+        """``sent``'s statement committed: its lists, and its held input's, may serve as
+        bases."""
+        for key, known in (*(sent.held.learnt if sent.held else ()), *sent.learnt):
+            self._remember(key, known)
+
+    # --- checkpoints held back ---------------------------------------------------------------
 
     @asynccontextmanager
-    async def hold_inputs(self, *, no_checkpoint: str | None = None) -> AsyncIterator[None]:
-        """Within this block (one run's stream), a root input checkpoint is not sent on its own:
-        it rides in the next statement the run sends for its thread (the first step's), which
-        saves two round trips: its own, and its step's writes, which would otherwise go alone
-        while it is on its way. Between the two, only the input's first task runs; a crash
-        there leaves the run with no checkpoint of its own, so it starts again from its input,
-        which is what resuming from the input checkpoint would do. A read of the thread sends
-        it first, and so does the end of the block.
+    async def hold_checkpoints(
+        self, *, thread_id: str | None = None, no_checkpoint: str | None = None,
+        is_last: Callable[[Checkpoint], bool] | None = None,
+    ) -> AsyncIterator[Holding]:
+        """Within this block (one run's stream), two kinds of checkpoint are not sent at once.
+
+        **A root input checkpoint** rides in the next statement the run sends for its thread
+        (the first step's), which saves two round trips: its own, and its step's writes, which
+        would otherwise go alone while it is on its way. Between the two, only the input's
+        first task runs; a crash there leaves the run with no checkpoint of its own, so it
+        starts again from its input, which is what resuming from the input checkpoint would do.
+        A read of the thread sends it first, and so does the end of the block.
+
+        **The run's last checkpoint** (of ``thread_id``, at the root, made by the loop, and
+        ``is_last``: no task of the run follows it) is kept, with its step's writes, for the
+        statement of the run's outcome (the ``Holding`` the block yields: ``take``), which
+        saves a round trip and a commit per run. No code of the run runs in between; a crash
+        there loses the step with the outcome, and the run, claimed again, runs that step
+        again, as after a crash while its checkpoint was on its way. A read of the thread, or
+        another statement for it, sends it first; so does the end of the block after an error.
 
         ``no_checkpoint``: a thread the caller knows has no root checkpoint yet (the run's
         claim looked, and the run holds the thread): the first read of its latest checkpoint
         in the block, LangGraph's at the start of the run, is answered (None) without a query.
         """
-        holder: dict[tuple[str, str], _Held] = {}
-        token = _HOLDER.set((self, holder))
-        empty = _EMPTY.set((self, {no_checkpoint} if no_checkpoint else set()))
+        holding = Holding(self, thread_id, is_last, no_checkpoint)
+        token = _HOLDING.set(holding)
         failed = True
         try:
-            yield
+            yield holding
             failed = False
         finally:
             try:
-                for (thread_id, ns), held in list(holder.items()):
+                sends: list[Callable[[], Awaitable[None]]] = [
+                    functools.partial(self._flush, held) for held in holding.inputs.values()]
+                if failed:
+                    sends.append(holding.flush)  # the last one, after the inputs
+                for send in sends:
                     try:
-                        await self._flush(thread_id, ns, held)
+                        await send()
                     except Exception:
                         if not failed:
                             raise
-                        # The run failed anyway: its input checkpoint is lost with it, as if
-                        # the run had stopped before writing it.
-                        log.warning("held_input_checkpoint_lost thread_id=%s", thread_id,
+                        # The run failed anyway: the checkpoint is lost with it, as if the run
+                        # had stopped before writing it.
+                        log.warning("held_checkpoint_lost thread_id=%s", thread_id,
                                     exc_info=True)
             finally:
-                _EMPTY.reset(empty)
-                _HOLDER.reset(token)
+                _HOLDING.reset(token)
 
-    def _holder(self) -> dict[tuple[str, str], _Held] | None:
-        """The input checkpoints this saver holds back in the current run (hold_inputs)."""
-        current = _HOLDER.get()
-        return current[1] if current is not None and current[0] is self else None
+    def _holding(self) -> Holding | None:
+        """The checkpoints this saver holds back in the current run (hold_checkpoints)."""
+        holding = _HOLDING.get()
+        return holding if holding is not None and holding.saver is self else None
 
-    def _held(self, thread_id: str, ns: str) -> _Held | None:
-        holder = self._holder()
-        return holder.get((thread_id, ns)) if holder else None
+    async def _flush(self, held: _Held) -> None:
+        """Send a held input checkpoint."""
+        await self._send(PUT_CHECKPOINT_SQL, held.params)
+        if (holding := self._holding()) is not None:
+            holding.sent(held)
+        self._learn(_Last(held.params[0], held.params[1], "", (), [], held))
 
-    def _stored(self, thread_id: str, ns: str, held: _Held | None) -> None:
-        """A statement that carried ``held`` committed: it is sent, and its lists may serve as
-        bases."""
-        if held is None:
-            return
-        holder = self._holder()
-        if holder is not None and holder.get((thread_id, ns)) is held:
-            del holder[(thread_id, ns)]
-        for key, known in held.learnt:
-            self._remember(key, known)
-
-    async def _flush(self, thread_id: str, ns: str, held: _Held) -> None:
-        async with self._cursor() as cur:
-            await cur.execute(PUT_CHECKPOINT_SQL, held.params)
-        self._stored(thread_id, ns, held)
+    async def _flush_last(self, holding: Holding, thread_id: str) -> None:
+        if holding.last is not None and holding.last.thread_id == thread_id:
+            await holding.flush()
 
     async def _flush_thread(self, config: RunnableConfig | None) -> None:
-        """Send the held input checkpoints a read of ``config``'s thread (any: None) may see."""
-        holder = self._holder()
-        if not holder:
+        """Send the held checkpoints a read of ``config``'s thread (any: None) may see."""
+        holding = self._holding()
+        if holding is None:
             return
         thread_id = ((config or {}).get("configurable") or {}).get("thread_id")
-        for (held_thread, ns), held in list(holder.items()):
+        if holding.last is not None and (thread_id is None
+                                         or str(thread_id) == holding.last.thread_id):
+            await holding.flush()
+        for (held_thread, _), held in list(holding.inputs.items()):
             if thread_id is None or str(thread_id) == held_thread:
-                await self._flush(held_thread, ns, held)
+                await self._flush(held)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         configurable = config.get("configurable") or {}
-        known = _EMPTY.get()
-        if (known is not None and known[0] is self and known[1]
+        holding = self._holding()
+        if (holding is not None and holding.empty
                 and not configurable.get("checkpoint_ns") and not configurable.get("checkpoint_id")
-                and str(configurable.get("thread_id")) in known[1]):
-            known[1].discard(str(configurable.get("thread_id")))
-            return None  # known to have none: no query (hold_inputs' no_checkpoint)
+                and str(configurable.get("thread_id")) in holding.empty):
+            holding.empty.discard(str(configurable.get("thread_id")))
+            return None  # known to have none: no query (hold_checkpoints' no_checkpoint)
         await self._flush_thread(config)
         return await super().aget_tuple(config)
 
@@ -618,13 +707,20 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         if not params:
             return set()
         first = params[0]
-        held = self._held(thread_id, ns)
+        holding = self._holding()
+        held = None
+        if holding is not None:
+            await self._flush_last(holding, thread_id)  # this statement goes after it
+            held = holding.inputs.get((thread_id, ns))
         async with self._cursor() as cur:
-            await _execute(cur, sql, (
+            await cur.execute(*_carrying(sql, (
                 *first[:5], [p[5] for p in params], [p[6] for p in params],
-                [p[7] for p in params], [p[8] for p in params]), held)
+                [p[7] for p in params], [p[8] for p in params]), held))
             inserted = {r["idx"] for r in await cur.fetchall()} if cur.description else set()
-        self._stored(thread_id, ns, held)
+        if held is not None:
+            if holding is not None:
+                holding.sent(held)
+            self._learn(_Last(thread_id, ns, "", (), [], held))
         return inserted
 
     # --- reads -------------------------------------------------------------------------------
