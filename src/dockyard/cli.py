@@ -224,8 +224,10 @@ def _worker(args: argparse.Namespace) -> int:
         if ops is not None:
             ops.close()
 
-    asyncio.run(run())
-    return 0
+    from dockyard.runtime.process import run_process
+
+    # Not asyncio.run: that would wait for a synchronous node's thread after the stop.
+    return run_process(run())
 
 
 def _ops_url(server: asyncio.Server | None) -> str | None:

@@ -4,6 +4,7 @@ content, failed verification stored with its error, the deploy role, the audit e
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import io
 import json
@@ -235,3 +236,19 @@ def test_post_revisions(tmp_path: Path, new_database: NewDatabase) -> None:
         audit = c.get("/admin/audit", params={"action": "revision.create"},
                       headers={"X-Api-Key": keys[("a", "admin")]}).json()
         assert len(audit) == 3 and {r["detail"]["status"] for r in audit} == {"ready", "failed"}
+
+
+async def test_a_revision_worker_stops_once_its_supervisor_is_gone() -> None:
+    """The supervisor passes its pid: a revision worker whose parent is not that process (it
+    died, even before the worker got going, and the worker was re-parented) stops; one whose
+    supervisor lives keeps running."""
+    from dockyard.runtime.revision_worker import _watch_parent
+
+    gone = asyncio.Event()
+    await asyncio.wait_for(_watch_parent(os.getppid() + 1, gone, every=0.01), 10)
+    assert gone.is_set()
+    alive = asyncio.Event()
+    watching = asyncio.create_task(_watch_parent(os.getppid(), alive, every=0.01))
+    await asyncio.sleep(0.2)
+    assert not alive.is_set() and not watching.done()
+    watching.cancel()

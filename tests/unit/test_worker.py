@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -224,3 +226,38 @@ async def test_run_creation_wakes_other_processes_in_its_transaction(
     assert (kinds, alone) == (["base"], [])
     assert len(batches) == 1 and batches[0][0].startswith("INSERT INTO runs")
     assert batches[0][-1] == "SELECT ? AS woken"
+
+
+_STUCK_NODE = """
+import asyncio, sys, time
+from dockyard.runtime.process import run_process
+
+async def main():
+    loop = asyncio.get_running_loop()
+    loop.run_in_executor(None, time.sleep, 600)  # a synchronous node that does not return
+    await asyncio.sleep(0.05)
+    print("stopped", flush=True)
+    return 3
+
+sys.exit(run_process(main(), executor_wait=0.5))
+"""
+
+
+def test_a_worker_process_exits_after_its_stop_even_with_a_stuck_node_thread() -> None:
+    """``run_process`` (``dockyard worker``, revision workers): once the process has stopped,
+    a synchronous node's thread that never returns does not keep it alive (asyncio.run
+    waited for it); the exit code is the main coroutine's, and the reason is logged."""
+    done = subprocess.run([sys.executable, "-c", _STUCK_NODE], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.strip() == "stopped"
+    assert "exiting_with_busy_threads" in done.stderr
+
+
+def test_run_process_waits_for_threads_that_finish() -> None:
+    script = _STUCK_NODE.replace("time.sleep, 600)", "time.sleep, 0.1)").replace(
+        "await asyncio.sleep(0.05)", "await asyncio.sleep(0)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert "exiting_with_busy_threads" not in done.stderr

@@ -8,6 +8,7 @@ are the ordinary worker's. Its settings come from the environment the supervisor
 * ``DOCKYARD_REVISION_ID``, ``DOCKYARD_REVISION_PROJECT`` — which revision, where its files are;
 * ``DOCKYARD_DATABASE_URL`` (always a full URL), ``DOCKYARD_REDIS_URL`` (optional),
   ``DOCKYARD_RELAY_SOCKET`` (embedded mode: events and wake-ups through the parent);
+* ``DOCKYARD_SUPERVISOR_PID`` — the supervisor: when it is gone, this process stops;
 * the usual ``DOCKYARD_*`` worker settings (lease, attempts, grace), and the revision's own
   environment variables.
 
@@ -29,6 +30,7 @@ from dockyard.config import Settings, load_project
 from dockyard.logs import configure_logging
 from dockyard.runtime.executor import ExecutionDeps
 from dockyard.runtime.loader import GraphRegistry
+from dockyard.runtime.process import run_process
 from dockyard.runtime.relay import RelayBus
 from dockyard.runtime.webhooks import UrlPolicy, WebhookDeliverer
 from dockyard.runtime.worker import WorkerPool
@@ -45,6 +47,9 @@ async def serve() -> int:
     revision = os.environ["DOCKYARD_REVISION_ID"]
     project_dir = Path(os.environ["DOCKYARD_REVISION_PROJECT"])
     relay = os.environ.get("DOCKYARD_RELAY_SOCKET")
+    # The supervisor's pid, as it gave it: read now, os.getppid() would already say 1 if the
+    # supervisor died while this process was starting.
+    parent = int(os.environ.get("DOCKYARD_SUPERVISOR_PID") or os.getppid())
     settings = Settings.from_env()
     for key in [k for k in os.environ if k.startswith("DOCKYARD_")]:
         del os.environ[key]
@@ -53,6 +58,7 @@ async def serve() -> int:
     project.apply_env()
     storage = create_storage(settings.database_url, default_path=project_dir / "unused.db")
     stop = asyncio.Event()
+    watchdog = asyncio.create_task(_watch_parent(parent, stop), name="dockyard-parent")
     pool_ref: list[WorkerPool] = []
 
     def wake() -> None:
@@ -92,7 +98,6 @@ async def serve() -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await pool.start()
-    watchdog = asyncio.create_task(_watch_parent(os.getppid(), stop), name="dockyard-parent")
     log.info("revision_worker_started revision_id=%s graphs=%s pid=%d", revision,
              registry.graph_ids, os.getpid())
     await stop.wait()
@@ -107,18 +112,20 @@ async def serve() -> int:
     return 0
 
 
-async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
-    """Stop when the supervising process is gone (SIGKILL, OOM): a revision worker must not
-    outlive the process that decides whether its revision is live."""
+async def _watch_parent(parent: int, stop: asyncio.Event, every: float = 1.0) -> None:
+    """Stop when the supervising process ``parent`` is gone (SIGKILL, OOM), also if it went
+    before this process got going: a revision worker must not outlive the process that
+    decides whether its revision is live."""
     while not stop.is_set():
-        await asyncio.sleep(1.0)
         if os.getppid() != parent:
             log.warning("revision_worker_orphaned parent=%d: stopping", parent)
             stop.set()
+            return
+        await asyncio.sleep(every)
 
 
 def main() -> int:
-    return asyncio.run(serve())
+    return run_process(serve())
 
 
 if __name__ == "__main__":

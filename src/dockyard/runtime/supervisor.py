@@ -176,6 +176,7 @@ class RevisionSupervisor:
         out = {
             "DOCKYARD_REVISION_ID": child.revision_id,
             "DOCKYARD_REVISION_PROJECT": str(project),
+            "DOCKYARD_SUPERVISOR_PID": str(os.getpid()),  # stop if this process is gone
             "DOCKYARD_DATABASE_URL": self.database_url,
             "DOCKYARD_LEASE_SECONDS": str(s.lease_seconds),
             "DOCKYARD_MAX_ATTEMPTS": str(s.max_attempts),
