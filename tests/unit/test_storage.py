@@ -787,3 +787,18 @@ async def test_caps_hold_across_processes(new_database: NewDatabase) -> None:
     finally:
         for s in storages:
             await s.close()
+
+
+@postgres_only
+async def test_a_statement_with_many_parameters_is_parsed_once(db: Storage) -> None:
+    """psycopg caches a query's parsed placeholders only up to 50 parameters by default; a
+    run's outcome has more (run, checkpoint, thread and trace rows), so the limit is raised."""
+    from psycopg import _queries
+
+    sql = "SELECT " + ", ".join("?::int AS c" + str(i) for i in range(120))
+    before = _queries._query2pg.cache_info()
+    for _ in range(3):
+        row = await db.fetchone(sql, tuple(range(120)))
+        assert row is not None and row["c119"] == 119
+    after = _queries._query2pg.cache_info()
+    assert after.hits - before.hits >= 2
