@@ -148,7 +148,9 @@ def _serve(args: argparse.Namespace, *, dev: bool) -> int:
            if settings.auth == "none" and not auth.startswith("custom") else ""),
         flush=True,
     )
-    uvicorn.run(
+    from dockyard.server import serve
+
+    return serve(uvicorn.Config(
         "dockyard.cli:app_factory",
         factory=True,
         host=settings.host,
@@ -164,8 +166,7 @@ def _serve(args: argparse.Namespace, *, dev: bool) -> int:
         # Longer than clients' idle-connection expiry (httpx: 5 s), so a pooled connection is
         # never closed by the server just as the client reuses it.
         timeout_keep_alive=75,
-    )
-    return 0
+    ))
 
 
 def _check_port_free(host: str, port: int) -> None:

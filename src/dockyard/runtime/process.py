@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,15 +27,22 @@ EXECUTOR_WAIT_SECONDS = 2.0
 
 
 def run_process(main: Coroutine[Any, Any, int | None],
-                executor_wait: float = EXECUTOR_WAIT_SECONDS) -> int:
-    """Run ``main`` (its result: the exit code, None for 0) on a new event loop and close it;
-    return the exit code, or end the process if executor threads outlive ``executor_wait``."""
-    loop = asyncio.new_event_loop()
+                executor_wait: float = EXECUTOR_WAIT_SECONDS,
+                loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None) -> int:
+    """Run ``main`` (its result: the exit code, None for 0) on a new event loop (from
+    ``loop_factory``) and close it; return the exit code, or end the process if executor
+    threads outlive ``executor_wait``, also when ``main`` raised (Ctrl-C: 130)."""
+    loop = (loop_factory or asyncio.new_event_loop)()
     executor = ThreadPoolExecutor(thread_name_prefix="dockyard-sync")
     loop.set_default_executor(executor)
     asyncio.set_event_loop(loop)
+    code = 1
     try:
         code = loop.run_until_complete(main) or 0
+        return code
+    except KeyboardInterrupt:
+        code = 130
+        raise
     finally:
         try:
             _cancel_all(loop)
@@ -43,19 +50,21 @@ def run_process(main: Coroutine[Any, Any, int | None],
         finally:
             asyncio.set_event_loop(None)
             loop.close()  # shuts the executor down without waiting
-    # Wait for the executor's threads, but not forever (asyncio.run would).
+            _leave_busy_threads(executor, executor_wait, code)
+
+
+def _leave_busy_threads(executor: ThreadPoolExecutor, wait: float, code: int) -> None:
+    """Wait for the executor's threads, but not forever (asyncio.run would)."""
     waiter = threading.Thread(target=executor.shutdown, name="dockyard-exit", daemon=True)
     waiter.start()
-    waiter.join(executor_wait)
+    waiter.join(wait)
     if waiter.is_alive():
         log.warning("exiting_with_busy_threads seconds=%g: a synchronous node still runs; its "
-                    "run was released and resumes elsewhere from its last checkpoint",
-                    executor_wait)
+                    "run was released and resumes elsewhere from its last checkpoint", wait)
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
-    return code
 
 
 def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:

@@ -239,3 +239,22 @@ _delta.add_node("step", _delta_step)
 _delta.add_edge(START, "step")
 _delta.add_conditional_edges("step", _delta_more, ["step", END])
 delta = _delta.compile()
+
+
+# `blocking`: one synchronous node that sleeps for ``seconds`` in a thread (Python cannot stop
+# it), for the tests of a server or worker that must exit after its stop all the same.
+def _block(state: dict[str, Any]) -> dict[str, Any]:
+    import time
+
+    time.sleep(float(state.get("seconds", 0)))
+    return {"seconds": 0}
+
+
+class _Blocking(TypedDict, total=False):
+    seconds: float
+
+
+_blocking = StateGraph(_Blocking)
+_blocking.add_node("block", _block)
+_blocking.add_edge(START, "block")
+blocking = _blocking.compile()
