@@ -24,6 +24,10 @@ is ours), so copying a thread's rows copies its chains.
 What identity cannot see: an element mutated in place after it was stored. Such a change is not
 saved; LangGraph's reducers (and its own ``DeltaChannel``) assume state is not mutated in place.
 
+**Fewer statements per run.** A step's writes ride in its checkpoint's statement; within
+``hold_checkpoints`` (how the executor streams a run) the run's input checkpoint rides in its
+first step's statement and its last checkpoint in the statement of the run's outcome.
+
 Pruning keeps every base a kept value's chain reaches (``PostgresStorage.delete_checkpoints``).
 Checked with langgraph-checkpoint-conformance in tests/unit/test_checkpointer.py.
 """
@@ -136,7 +140,7 @@ on conflict (thread_id, checkpoint_ns, checkpoint_id)
 do update set checkpoint = excluded.checkpoint, metadata = excluded.metadata
 """
 PUT_CHECKPOINT_SQL = f"with blobs as ({_INSERT_BLOBS}){_INSERT_CHECKPOINT}"
-# A held input checkpoint (see ``hold_inputs``), as the first CTEs of the statement it rides in.
+# A held input checkpoint (see ``hold_checkpoints``), as the first CTEs of the statement it rides in.
 HELD_CTES = f"held_blobs as ({_INSERT_BLOBS}), held as ({_INSERT_CHECKPOINT})"
 
 # A step's writes and the checkpoint made from them, in one statement (``aput`` took them from
@@ -208,7 +212,7 @@ class _Unsent:
 
 
 class _Held(NamedTuple):
-    """An input checkpoint not sent yet (``hold_inputs``): ``PUT_CHECKPOINT_SQL``'s parameters,
+    """An input checkpoint not sent yet (``hold_checkpoints``): ``PUT_CHECKPOINT_SQL``'s parameters,
     and the list values it stores, to remember once it is."""
 
     params: tuple[Any, ...]
