@@ -4,6 +4,7 @@ join, stateless and batch runs, failures, webhooks and the non-StateGraph graph 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import uuid
@@ -422,3 +423,30 @@ async def test_plain_functional_and_factory_graphs(client: Any) -> None:
                                   config={"configurable": {"suffix": "zz"}})
     assert made == {"steps": ["made_zz"]}
     assert await client.runs.wait(None, "factory", input={"steps": []}) == {"steps": ["made_plain"]}
+
+
+@pytest.mark.parametrize("durability", ["sync", "async", "exit"])
+async def test_every_durability_leaves_the_runs_state_and_history(
+    client: Any, durability: str,
+) -> None:
+    """Each durability mode, twice on one thread: the run's answer, the thread's state and
+    values and its history agree (on PostgreSQL the last checkpoint commits with the run's
+    outcome), and the second run continues the first's state."""
+    tid = (await client.threads.create())["thread_id"]
+    for round_, expected in enumerate((["a", "b", "c"], ["a", "b", "c"] * 2), 1):
+        out = await client.runs.wait(tid, "three_steps", input={"steps": []},
+                                     durability=durability)
+        assert out["steps"] == expected, (round_, out)
+        state = await client.threads.get_state(tid)
+        assert state["values"]["steps"] == expected and state["next"] == []
+        thread = await client.threads.get(tid)
+        assert thread["status"] == "idle" and thread["values"]["steps"] == expected
+        history = await client.threads.get_history(tid, limit=50)
+        assert history[0]["checkpoint"]["checkpoint_id"] == \
+            state["checkpoint"]["checkpoint_id"]
+        # sync and async: input + start + three steps per run; exit: one per run.
+        per_run = 1 if durability == "exit" else 5
+        assert len(history) == per_run * round_, [h["metadata"]["source"] for h in history]
+        for child, parent in itertools.pairwise(history):
+            assert child["parent_checkpoint"]["checkpoint_id"] == \
+                parent["checkpoint"]["checkpoint_id"]
