@@ -21,7 +21,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.types import Send
 
-from dockyard.runtime.executor import _last_test
+from dockyard.runtime.executor import _last_test, _start_is_internal
 from dockyard.storage import create_storage
 from dockyard.storage.postgres import PostgresStorage
 from dockyard.storage.postgres_saver import (
@@ -633,3 +633,66 @@ async def test_a_read_or_a_failure_sends_the_held_last_checkpoint(
     assert holding.last is None
     stored = await reader.checkpointer.aget_tuple(cfg("b"))
     assert stored is not None and stored.metadata["step"] == 2
+
+
+async def test_the_start_step_rides_with_the_input_checkpoint(
+    storages: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    """With ``start_is_internal`` (a graph whose ``__start__`` node is LangGraph's own), the
+    start step's checkpoint and writes join the held input checkpoint: the first node's
+    statement carries both, and the history is the one the run leaves without holding."""
+    writer, reader = storages
+    saver = writer.checkpointer
+    graph = _looping().compile(checkpointer=saver)
+    assert _start_is_internal(graph) and not _start_is_internal(_fan_out().compile())
+    sent = _spy_statements(saver)
+    async with saver.hold_checkpoints(start_is_internal=True):
+        final = await graph.ainvoke({"target": 3}, cfg("t"), durability="sync")
+    writes = [s for s in sent if s.startswith(("insert", "with"))]
+    # Five checkpoints (input, start, three steps) in three statements: the first node's
+    # carries the input and start checkpoints (and the start step's writes).
+    assert len(writes) == 3, writes
+    assert writes[0].startswith("with held_blobs as") and " held_w as (" in writes[0]
+    await graph.ainvoke({"target": 3}, cfg("plain"), durability="sync")
+
+    async def history(thread: str) -> list[Any]:
+        return [(c.metadata["source"], c.metadata["step"], c.checkpoint["channel_values"],
+                 c.pending_writes) async for c in reader.checkpointer.alist(cfg(thread))]
+
+    got, expected = await history("t"), await history("plain")
+    assert [h[:3] for h in got] == [h[:3] for h in expected]
+    # The start step's writes are stored with the input checkpoint, as without holding.
+    assert [len(h[3] or ()) for h in got] == [len(h[3] or ()) for h in expected]
+    assert contents(final["messages"])[-1].startswith("2:")
+
+
+async def test_a_held_start_step_is_sent_by_a_read_and_at_the_end(
+    storages: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    """A read of the thread while the start step is held sends it first (the input and start
+    checkpoints); so does the end of the block when the run stops before its first node."""
+    writer, reader = storages
+    saver = writer.checkpointer
+    seen: list[list[int]] = []
+
+    async def reading(state: State) -> dict[str, Any]:
+        await saver.aget_tuple(cfg("r"))  # a read from inside the run, with both held
+        seen.append([c.metadata["step"] async for c in reader.checkpointer.alist(cfg("r"))])
+        return grow(state)
+
+    g = StateGraph(State)
+    g.add_node("grow", reading)
+    g.add_edge(START, "grow")
+    graph = g.compile(checkpointer=saver)
+    async with saver.hold_checkpoints(start_is_internal=True):
+        await graph.ainvoke({"target": 1}, cfg("r"), durability="sync")
+    assert seen == [[0, -1]]
+    async with saver.hold_checkpoints(start_is_internal=True) as holding:
+        paused = await graph.ainvoke({"target": 1}, cfg("i"), durability="sync",
+                                     interrupt_before=["grow"])
+        assert holding.inputs  # the input and start checkpoints wait for a next statement
+    assert not paused.get("messages")
+    stored = [c.metadata["step"] async for c in reader.checkpointer.alist(cfg("i"))]
+    assert stored == [0, -1]
+    state = await graph.aget_state(cfg("i"))
+    assert state.next == ("grow",)

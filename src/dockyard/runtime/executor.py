@@ -25,7 +25,8 @@ from typing import Any, NamedTuple
 
 from langchain_core._api import LangChainBetaWarning
 from langgraph.channels.untracked_value import UntrackedValue
-from langgraph.constants import TASKS
+from langgraph.constants import START, TASKS
+from langgraph.graph import StateGraph
 from langgraph.types import Command, Send
 
 from dockyard.errors import DockyardError
@@ -448,7 +449,8 @@ def _hold_checkpoints(
     deps: ExecutionDeps, run: dict[str, Any], graph: Any
 ) -> contextlib.AbstractAsyncContextManager[Any]:
     """The checkpointer's ``hold_checkpoints`` where it has one (storage/postgres_saver.py):
-    the run's input checkpoint rides in its first step's statement, its last checkpoint in
+    the run's input checkpoint (with its start step's, when that runs no code of the graph's
+    author) rides in its first node's statement, its last checkpoint in
     the statement of its outcome, and the latest checkpoint of a thread the claim found
     without one is not read."""
     hold = getattr(deps.storage.checkpointer, "hold_checkpoints", None)
@@ -457,7 +459,16 @@ def _hold_checkpoints(
     empty = run.get(RUN_THREAD_CHECKPOINTED) is False
     return hold(  # type: ignore[no-any-return]
         thread_id=run["thread_id"], no_checkpoint=run["thread_id"] if empty else None,
-        is_last=_last_test(graph))
+        is_last=_last_test(graph), start_is_internal=_start_is_internal(graph))
+
+
+def _start_is_internal(graph: Any) -> bool:
+    """Whether the graph's ``__start__`` node runs no code of the graph's author: a
+    ``StateGraph`` without conditional edges from START (their routing function runs in that
+    node's task). Other graphs (the Functional API's entrypoint, plain Pregel) are not
+    assumed to."""
+    builder = getattr(graph, "builder", None)
+    return isinstance(builder, StateGraph) and START not in builder.branches
 
 
 def _last_test(graph: Any) -> Any:

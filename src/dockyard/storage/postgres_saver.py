@@ -38,6 +38,7 @@ import asyncio
 import functools
 import logging
 import operator
+import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -147,8 +148,8 @@ HELD_CTES = f"held_blobs as ({_INSERT_BLOBS}), held as ({_INSERT_CHECKPOINT})"
 # ``aput_writes`` before they were sent). A blob that refers to one of these writes (``dyref``)
 # does so only if this statement inserted the row; otherwise (the row was there already: the
 # task ran twice) it stores its tail's bytes (``dydelta``), decided in the statement itself.
-PUT_STEP_SQL = """
-with w as (
+_STEP_CTES = """
+w as (
     insert into checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
     select %s, %s, %s, x.task_id, x.task_path, x.idx, x.channel, x.type, x.blob
     from unnest(%s::text[], %s::text[], %s::integer[], %s::text[], %s::text[], %s::bytea[])
@@ -167,12 +168,15 @@ with w as (
         case when b.ref then null else b.blob end
     from b
     on conflict (thread_id, checkpoint_ns, channel, version) do nothing
-)
-insert into checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
-values (%s, %s, %s, %s, %s, %s)
-on conflict (thread_id, checkpoint_ns, checkpoint_id)
-do update set checkpoint = excluded.checkpoint, metadata = excluded.metadata
-"""  # noqa: E501
+)"""  # noqa: E501
+PUT_STEP_SQL = f"with {_STEP_CTES.strip()}\n{_INSERT_CHECKPOINT}"
+# A held start step (see ``hold_checkpoints``): the same inserts as CTEs of other names, to
+# ride in the statement of the run's next step (whose own are ``w``, ``b`` and ``blobs``).
+HELD_STEP_CTES = re.sub(r"\bblobs\b", "held_step_blobs", re.sub(
+    r"\bb\b", "held_b", re.sub(r"\bw\b", "held_w", _STEP_CTES.strip()))) \
+    + f", held_step as ({_INSERT_CHECKPOINT})"
+# The task of LangGraph's input step (its ``__start__`` node), as ``aput_writes`` names it.
+START_TASK_PATH = "~__pregel_pull, __start__"
 
 _PUT_WRITES_SQL = """
 insert into checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
@@ -212,9 +216,15 @@ class _Unsent:
 
 
 class _Held(NamedTuple):
-    """An input checkpoint not sent yet (``hold_checkpoints``): ``PUT_CHECKPOINT_SQL``'s parameters,
-    and the list values it stores, to remember once it is."""
+    """Checkpoints of a run's start not sent yet (``hold_checkpoints``): the input checkpoint,
+    and maybe its start step's, as CTEs (``ctes``, of ``HELD_CTES`` and ``HELD_STEP_CTES``)
+    with their parameters; the id of the last of them, and the list values they store, to
+    remember once they are."""
 
+    thread_id: str
+    ns: str
+    checkpoint_id: str
+    ctes: str
     params: tuple[Any, ...]
     learnt: list[tuple[Any, ...]]
 
@@ -241,8 +251,10 @@ class Holding:
     """
 
     def __init__(self, saver: PooledPostgresSaver, thread_id: str | None,
-                 is_last: Callable[[Checkpoint], bool] | None, no_checkpoint: str | None) -> None:
+                 is_last: Callable[[Checkpoint], bool] | None, no_checkpoint: str | None,
+                 start_is_internal: bool = False) -> None:
         self.saver, self.thread_id, self.is_last = saver, thread_id, is_last
+        self.start_is_internal = start_is_internal
         self.inputs: dict[tuple[str, str], _Held] = {}  # by (thread, namespace)
         self.last: _Last | None = None
         # Threads known to have no root checkpoint yet: the first read of such a thread's
@@ -252,7 +264,7 @@ class Holding:
 
     def sent(self, held: _Held) -> None:
         """A held input checkpoint is sent (or carried by the held last one)."""
-        key = (held.params[0], held.params[1])
+        key = (held.thread_id, held.ns)
         if self.inputs.get(key) is held:
             del self.inputs[key]
 
@@ -290,18 +302,27 @@ def _qmark(sql: str) -> str:
 
 
 @functools.cache
-def _with_held(sql: str) -> str:
-    """``sql`` with a held checkpoint's inserts as its first CTEs (its parameters go first)."""
+def _with_held(sql: str, ctes: str) -> str:
+    """``sql`` with held checkpoints' inserts (``ctes``) as its first CTEs (their parameters go
+    first)."""
     body = sql.lstrip()
     if body.startswith("with "):
-        return f"with {HELD_CTES}, {body[5:]}"
-    return f"with {HELD_CTES} {body}"
+        return f"with {ctes}, {body[5:]}"
+    return f"with {ctes} {body}"
 
 
 def _carrying(sql: str, params: tuple[Any, ...],
               held: _Held | None) -> tuple[str, tuple[Any, ...]]:
     """``sql`` and ``params``, with ``held``'s inserts first if there is one."""
-    return (sql, params) if held is None else (_with_held(sql), (*held.params, *params))
+    if held is None:
+        return sql, params
+    return _with_held(sql, held.ctes), (*held.params, *params)
+
+
+@functools.cache
+def _alone(ctes: str) -> str:
+    """Held inserts as a statement of their own (PostgreSQL runs every data-modifying CTE)."""
+    return f"with {ctes} select 1"
 
 
 class _Known(NamedTuple):
@@ -439,9 +460,10 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                 channels, versions, dumped, head = self._checkpoint_rows(
                     config, checkpoint, metadata, new_versions, copy, blobs, learnt,
                     parent_key, [])
-                holding.inputs[(thread_id, checkpoint_ns)] = _Held((
-                    thread_id, checkpoint_ns, channels, versions,
-                    [d[0] for d in dumped], [d[1] for d in dumped], *head), learnt)
+                holding.inputs[(thread_id, checkpoint_ns)] = _Held(
+                    thread_id, checkpoint_ns, checkpoint["id"], HELD_CTES, (
+                        thread_id, checkpoint_ns, channels, versions,
+                        [d[0] for d in dumped], [d[1] for d in dumped], *head), learnt)
                 return saved
         if pending := self._inflight.get(parent_key):
             await asyncio.wait(list(pending))
@@ -450,6 +472,22 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         for entry in taken:
             entry.taken = True
         held = holding.inputs.get((thread_id, checkpoint_ns)) if holding is not None else None
+        if (held is not None and holding is not None and holding.start_is_internal
+                and held.checkpoint_id == parent_id and metadata.get("source") == "loop"
+                and taken and all(p[4] == START_TASK_PATH for e in taken for p in e.params)):
+            # The input's start step ran only LangGraph's own __start__ task, no code of the
+            # run: its checkpoint and writes join the held input checkpoint.
+            _, step = self._put_statement(config, checkpoint, metadata, new_versions, copy,
+                                          blobs, learnt, parent_key, taken, None)
+            holding.inputs[(thread_id, checkpoint_ns)] = _Held(
+                thread_id, checkpoint_ns, checkpoint["id"], f"{held.ctes}, {HELD_STEP_CTES}",
+                (*held.params, *step), [*held.learnt, *learnt])
+            for entry in taken:
+                if not entry.done.done():
+                    entry.done.set_result(True)
+            self._written.pop(parent_key, None)
+            self._drop_writes(parent_key)
+            return saved
         try:
             sql, params = self._put_statement(config, checkpoint, metadata, new_versions, copy,
                                               blobs, learnt, parent_key, taken, held)
@@ -539,7 +577,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
     @asynccontextmanager
     async def hold_checkpoints(
         self, *, thread_id: str | None = None, no_checkpoint: str | None = None,
-        is_last: Callable[[Checkpoint], bool] | None = None,
+        is_last: Callable[[Checkpoint], bool] | None = None, start_is_internal: bool = False,
     ) -> AsyncIterator[Holding]:
         """Within this block (one run's stream), two kinds of checkpoint are not sent at once.
 
@@ -548,7 +586,10 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         would otherwise go alone while it is on its way. Between the two, only the input's
         first task runs; a crash there leaves the run with no checkpoint of its own, so it
         starts again from its input, which is what resuming from the input checkpoint would do.
-        A read of the thread sends it first, and so does the end of the block.
+        A read of the thread sends it first, and so does the end of the block. With
+        ``start_is_internal`` (the graph's ``__start__`` node is LangGraph's own: no
+        conditional entry), the checkpoint of the input's start step, whose only task is that
+        node, joins it: a crash before the first node's statement re-runs only that task.
 
         **The run's last checkpoint** (of ``thread_id``, at the root, made by the loop, and
         ``is_last``: no task of the run follows it) is kept, with its step's writes, for the
@@ -562,7 +603,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         claim looked, and the run holds the thread): the first read of its latest checkpoint
         in the block, LangGraph's at the start of the run, is answered (None) without a query.
         """
-        holding = Holding(self, thread_id, is_last, no_checkpoint)
+        holding = Holding(self, thread_id, is_last, no_checkpoint, start_is_internal)
         token = _HOLDING.set(holding)
         failed = True
         try:
@@ -594,10 +635,10 @@ class PooledPostgresSaver(AsyncPostgresSaver):
 
     async def _flush(self, held: _Held) -> None:
         """Send a held input checkpoint."""
-        await self._send(PUT_CHECKPOINT_SQL, held.params)
+        await self._send(_alone(held.ctes), held.params)
         if (holding := self._holding()) is not None:
             holding.sent(held)
-        self._learn(_Last(held.params[0], held.params[1], "", (), [], held))
+        self._learn(_Last(held.thread_id, held.ns, "", (), [], held))
 
     async def _flush_last(self, holding: Holding, thread_id: str) -> None:
         if holding.last is not None and holding.last.thread_id == thread_id:
