@@ -646,13 +646,18 @@ async def test_the_start_step_rides_with_the_input_checkpoint(
     graph = _looping().compile(checkpointer=saver)
     assert _start_is_internal(graph) and not _start_is_internal(_fan_out().compile())
     sent = _spy_statements(saver)
-    async with saver.hold_checkpoints(start_is_internal=True):
+    async with saver.hold_checkpoints(thread_id="t", start_is_internal=True):
         final = await graph.ainvoke({"target": 3}, cfg("t"), durability="sync")
     writes = [s for s in sent if s.startswith(("insert", "with"))]
     # Five checkpoints (input, start, three steps) in three statements: the first node's
     # carries the input and start checkpoints (and the start step's writes).
     assert len(writes) == 3, writes
     assert writes[0].startswith("with held_blobs as") and " held_w as (" in writes[0]
+    # Only the run's own thread (a graph a node runs on another thread is not the run's).
+    sent.clear()
+    async with saver.hold_checkpoints(thread_id="t", start_is_internal=True):
+        await graph.ainvoke({"target": 3}, cfg("other"), durability="sync")
+    assert len([s for s in sent if s.startswith(("insert", "with"))]) == 4
     await graph.ainvoke({"target": 3}, cfg("plain"), durability="sync")
 
     async def history(thread: str) -> list[Any]:
@@ -684,10 +689,10 @@ async def test_a_held_start_step_is_sent_by_a_read_and_at_the_end(
     g.add_node("grow", reading)
     g.add_edge(START, "grow")
     graph = g.compile(checkpointer=saver)
-    async with saver.hold_checkpoints(start_is_internal=True):
+    async with saver.hold_checkpoints(thread_id="r", start_is_internal=True):
         await graph.ainvoke({"target": 1}, cfg("r"), durability="sync")
     assert seen == [[0, -1]]
-    async with saver.hold_checkpoints(start_is_internal=True) as holding:
+    async with saver.hold_checkpoints(thread_id="i", start_is_internal=True) as holding:
         paused = await graph.ainvoke({"target": 1}, cfg("i"), durability="sync",
                                      interrupt_before=["grow"])
         assert holding.inputs  # the input and start checkpoints wait for a next statement

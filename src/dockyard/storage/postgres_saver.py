@@ -473,7 +473,8 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             entry.taken = True
         held = holding.inputs.get((thread_id, checkpoint_ns)) if holding is not None else None
         if (held is not None and holding is not None and holding.start_is_internal
-                and held.checkpoint_id == parent_id and metadata.get("source") == "loop"
+                and thread_id == holding.thread_id and held.checkpoint_id == parent_id
+                and metadata.get("source") == "loop"
                 and taken and all(p[4] == START_TASK_PATH for e in taken for p in e.params)):
             # The input's start step ran only LangGraph's own __start__ task, no code of the
             # run: its checkpoint and writes join the held input checkpoint.
@@ -587,9 +588,9 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         first task runs; a crash there leaves the run with no checkpoint of its own, so it
         starts again from its input, which is what resuming from the input checkpoint would do.
         A read of the thread sends it first, and so does the end of the block. With
-        ``start_is_internal`` (the graph's ``__start__`` node is LangGraph's own: no
-        conditional entry), the checkpoint of the input's start step, whose only task is that
-        node, joins it: a crash before the first node's statement re-runs only that task.
+        ``start_is_internal`` (the run's graph's ``__start__`` node is LangGraph's own: no
+        conditional entry), the checkpoint of the input's start step on ``thread_id``, whose
+        only task is that node, joins it: a crash before the first node's statement re-runs only that task.
 
         **The run's last checkpoint** (of ``thread_id``, at the root, made by the loop, and
         ``is_last``: no task of the run follows it) is kept, with its step's writes, for the
