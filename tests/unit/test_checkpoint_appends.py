@@ -54,9 +54,10 @@ def more(state: State) -> str:
     return "grow" if len(state.get("messages", [])) < state.get("target", 0) else END
 
 
-def build() -> StateGraph[Any]:
+def build(node: Any = grow) -> StateGraph[Any]:
+    """``node`` (``grow`` by default) until the thread holds ``target`` messages."""
     g = StateGraph(State)
-    g.add_node("grow", grow)
+    g.add_node("grow", node)
     g.add_edge(START, "grow")
     g.add_conditional_edges("grow", more, ["grow", END])
     return g
@@ -528,11 +529,7 @@ def _with_subgraph() -> StateGraph[Any]:
 
 
 def _looping() -> StateGraph[Any]:
-    g = StateGraph(State)
-    g.add_node("grow", _probed(grow))
-    g.add_edge(START, "grow")
-    g.add_conditional_edges("grow", more, ["grow", END])
-    return g
+    return build(_probed(grow))
 
 
 SHAPES = {

@@ -20,6 +20,7 @@ import functools
 import logging
 import traceback
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -471,7 +472,7 @@ def _start_is_internal(graph: Any) -> bool:
     return isinstance(builder, StateGraph) and START not in builder.branches
 
 
-def _last_test(graph: Any) -> Any:
+def _last_test(graph: Any) -> Callable[[Any], bool] | None:
     """Whether a root checkpoint of ``graph``'s run is its last: no task follows it.
 
     LangGraph plans the next step's tasks from the channels the step updated (the

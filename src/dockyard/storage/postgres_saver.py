@@ -231,15 +231,13 @@ class _Held(NamedTuple):
 
 class _Last(NamedTuple):
     """A run's last checkpoint not sent yet (``hold_checkpoints``' ``is_last``): its statement,
-    which also carries its step's writes and the thread's held input checkpoint, if any
-    (``held``), and the list values it stores, to remember once it is committed."""
+    which also carries its step's writes and the thread's held input checkpoint, if any, and
+    the list values they store, to remember once it is committed."""
 
     thread_id: str
-    ns: str
     sql: str
     params: tuple[Any, ...]
     learnt: list[tuple[Any, ...]]
-    held: _Held | None
 
 
 class Holding:
@@ -263,7 +261,7 @@ class Holding:
         self._taken: _Last | None = None
 
     def sent(self, held: _Held) -> None:
-        """A held input checkpoint is sent (or carried by the held last one)."""
+        """Held input checkpoints are sent (or carried by the held last one)."""
         key = (held.thread_id, held.ns)
         if self.inputs.get(key) is held:
             del self.inputs[key]
@@ -273,7 +271,7 @@ class Holding:
         if (last := self.last) is not None:
             await self.saver._send(last.sql, last.params)
             self.last = None
-            self.saver._learn(last)
+            self.saver._learn(last.learnt)
 
     def take(self) -> tuple[str, tuple[Any, ...]] | None:
         """The held last checkpoint as a statement for ``Storage.execute_together`` (``?``
@@ -288,7 +286,7 @@ class Holding:
         """The statement ``take`` gave was committed."""
         if (last := self._taken) is not None:
             self._taken = None
-            self.saver._learn(last)
+            self.saver._learn(last.learnt)
 
 
 # The holding of the current run's stream, set by hold_checkpoints.
@@ -472,34 +470,31 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         for entry in taken:
             entry.taken = True
         held = holding.inputs.get((thread_id, checkpoint_ns)) if holding is not None else None
-        if (held is not None and holding is not None and holding.start_is_internal
-                and thread_id == holding.thread_id and held.checkpoint_id == parent_id
-                and metadata.get("source") == "loop"
-                and taken and all(p[4] == START_TASK_PATH for e in taken for p in e.params)):
+        start = kept = False
+        is_last: Callable[[Checkpoint], bool] | None = None
+        if (holding is not None and not checkpoint_ns and thread_id == holding.thread_id
+                and metadata.get("source") == "loop"):
             # The input's start step ran only LangGraph's own __start__ task, no code of the
             # run: its checkpoint and writes join the held input checkpoint.
-            _, step = self._put_statement(config, checkpoint, metadata, new_versions, copy,
-                                          blobs, learnt, parent_key, taken, None)
-            holding.inputs[(thread_id, checkpoint_ns)] = _Held(
-                thread_id, checkpoint_ns, checkpoint["id"], f"{held.ctes}, {HELD_STEP_CTES}",
-                (*held.params, *step), [*held.learnt, *learnt])
-            for entry in taken:
-                if not entry.done.done():
-                    entry.done.set_result(True)
-            self._written.pop(parent_key, None)
-            self._drop_writes(parent_key)
-            return saved
+            start = (held is not None and holding.start_is_internal
+                     and held.checkpoint_id == parent_id and bool(taken)
+                     and all(p[4] == START_TASK_PATH for e in taken for p in e.params))
+            is_last = holding.is_last
         try:
             sql, params = self._put_statement(config, checkpoint, metadata, new_versions, copy,
-                                              blobs, learnt, parent_key, taken, held)
-            statement = _Last(thread_id, checkpoint_ns, sql, params, learnt, held)
-            kept = (holding is not None and holding.is_last is not None and not checkpoint_ns
-                    and thread_id == holding.thread_id and metadata.get("source") == "loop"
-                    and holding.is_last(checkpoint))
-            if kept:
-                # The run's last checkpoint: no code of the run runs after it, so it waits
-                # for the run's outcome and is committed with it (see hold_checkpoints).
-                cast(Holding, holding).last = statement
+                                              blobs, learnt, parent_key, taken,
+                                              None if start else held)
+            if held is not None:
+                learnt = [*held.learnt, *learnt]  # what the statement stores
+            if start and holding is not None and held is not None:
+                holding.inputs[(thread_id, checkpoint_ns)] = _Held(
+                    thread_id, checkpoint_ns, checkpoint["id"], f"{held.ctes}, {HELD_STEP_CTES}",
+                    (*held.params, *params), learnt)
+            elif is_last is not None and is_last(checkpoint) and holding is not None:
+                # The run's last checkpoint: no code of the run runs after it, so it waits for
+                # the run's outcome and is committed with it (see hold_checkpoints).
+                kept = True
+                holding.last = _Last(thread_id, sql, params, learnt)
             else:
                 await self._send(sql, params)
         except BaseException:
@@ -507,13 +502,13 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                 if not entry.done.done():
                     entry.done.set_result(False)  # not stored: aput_writes sends them itself
             raise
-        if held is not None and holding is not None:
+        if held is not None and holding is not None and not start:
             holding.sent(held)  # or carried by the last checkpoint
         for entry in taken:
             if not entry.done.done():
                 entry.done.set_result(True)
-        if not kept:
-            self._learn(statement)  # only once stored may a value serve as a base
+        if not (start or kept):
+            self._learn(learnt)  # only once stored may a value serve as a base
         # The step's writes are spent.
         self._written.pop(parent_key, None)
         self._drop_writes(parent_key)
@@ -567,10 +562,9 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         async with self._cursor() as cur:
             await cur.execute(sql, params)
 
-    def _learn(self, sent: _Last) -> None:
-        """``sent``'s statement committed: its lists, and its held input's, may serve as
-        bases."""
-        for key, known in (*(sent.held.learnt if sent.held else ()), *sent.learnt):
+    def _learn(self, learnt: list[tuple[Any, ...]]) -> None:
+        """The statement that stored these list values committed: they may serve as bases."""
+        for key, known in learnt:
             self._remember(key, known)
 
     # --- checkpoints held back ---------------------------------------------------------------
@@ -590,7 +584,8 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         A read of the thread sends it first, and so does the end of the block. With
         ``start_is_internal`` (the run's graph's ``__start__`` node is LangGraph's own: no
         conditional entry), the checkpoint of the input's start step on ``thread_id``, whose
-        only task is that node, joins it: a crash before the first node's statement re-runs only that task.
+        only task is that node, joins it: a crash before the first node's statement re-runs
+        only that task.
 
         **The run's last checkpoint** (of ``thread_id``, at the root, made by the loop, and
         ``is_last``: no task of the run follows it) is kept, with its step's writes, for the
@@ -639,7 +634,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         await self._send(_alone(held.ctes), held.params)
         if (holding := self._holding()) is not None:
             holding.sent(held)
-        self._learn(_Last(held.thread_id, held.ns, "", (), [], held))
+        self._learn(held.learnt)
 
     async def _flush_last(self, holding: Holding, thread_id: str) -> None:
         if holding.last is not None and holding.last.thread_id == thread_id:
@@ -766,7 +761,7 @@ class PooledPostgresSaver(AsyncPostgresSaver):
         if held is not None:
             if holding is not None:
                 holding.sent(held)
-            self._learn(_Last(thread_id, ns, "", (), [], held))
+            self._learn(held.learnt)
         return inserted
 
     # --- reads -------------------------------------------------------------------------------
