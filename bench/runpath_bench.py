@@ -3,6 +3,8 @@
     .venv/bin/python bench/runpath_bench.py --variant base=/tmp/perf-base/src --variant new=src
     .venv/bin/python bench/runpath_bench.py --variant new=src --mode dev
 
+    .venv/bin/python bench/runpath_bench.py --variant new=src --timeline
+
 Each variant is a source tree (put first on PYTHONPATH) served by its own `dockyard serve` +
 `dockyard worker` (``--mode split``) or `dockyard dev` (``--mode dev``) on its own scratch
 database and its own private `redis-server`. Rounds alternate between the variants; in each
@@ -11,6 +13,10 @@ flight (throughput). Counted per run, which does not depend on the machine's loa
 statements issued by each process (psycopg, through ``runpath_probe/sitecustomize.py``),
 committed transactions of the database (``pg_stat_database.xact_commit``), Redis commands
 (``INFO commandstats`` of the private server) and CPU time (``/proc/<pid>/stat``).
+
+``--timeline``: ``--seq`` sequential runs with the probe's trace on; prints, for the sequence of
+events most runs share, each event's median time from the client's request (HTTP arrival and
+response, statements, Redis commands, by process): where a run's latency goes.
 """
 
 from __future__ import annotations
@@ -69,7 +75,8 @@ def group_pids(pgid: int) -> list[int]:
 
 
 class Variant:
-    def __init__(self, name: str, src: str, mode: str, tmp: Path, probe: bool = True) -> None:
+    def __init__(self, name: str, src: str, mode: str, tmp: Path, probe: bool = True,
+                 trace: bool = False) -> None:
         self.name, self.src, self.mode, self.tmp = name, str(Path(src).resolve()), mode, tmp
         self.with_probe = probe
         self.db = f"dockyard_bench_rp_{name}_{uuid.uuid4().hex[:6]}"
@@ -77,6 +84,8 @@ class Variant:
         self.redis_port = free_port()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.probe = str(tmp / f"probe-{name}")
+        self.trace = str(tmp / f"trace-{name}") if trace else ""
+        self.funcs = ""  # DOCKYARD_PROBE_FUNCS of the trace
         self.port = free_port()
 
     def start(self) -> None:
@@ -91,6 +100,9 @@ class Variant:
                    DOCKYARD_DATABASE_URL=self.db_url,
                    DOCKYARD_REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0",
                    DOCKYARD_LOG_LEVEL="warning")
+        if self.trace:
+            env["DOCKYARD_PROBE_TRACE"] = self.trace
+            env["DOCKYARD_PROBE_FUNCS"] = self.funcs
         dy = str(VENV_BIN / "dockyard")
         if self.mode == "split":
             subprocess.run([dy, "migrate"], env=env, check=True, cwd=PROJECT,
@@ -189,6 +201,44 @@ async def measure(v: Variant, seq: int, n: int, concurrency: int) -> dict[str, A
     return {"lat": lat, "rps": n / elapsed, "seq": (before, mid, seq), "par": (mid, after, n)}
 
 
+async def timeline(v: Variant, seq: int) -> None:
+    """Print where a sequential run's latency goes (see the module's docstring)."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{v.port}", timeout=120) as client:
+        for t in await threads(client, 20):  # warm-up
+            await one_run(client, t)
+        spans = []
+        for t in await threads(client, seq):
+            await asyncio.sleep(0.02)  # idle between runs: no event of one falls in another
+            t0 = time.time_ns()
+            await one_run(client, t)
+            spans.append((t0, time.time_ns()))
+    await asyncio.sleep(0.6)  # the probe writes its trace every 0.25 s
+    roles = {pid: role for role, p in v.procs.items() if role != "redis"
+             for pid in group_pids(p.pid)}
+    events: list[tuple[int, str]] = []
+    for path in glob.glob(f"{v.trace}.*"):
+        role = roles.get(int(path.rsplit(".", 1)[1]), "?")
+        for line in Path(path).read_text().splitlines():
+            ns, label = json.loads(line)
+            events.append((ns, f"{role:6} {label}"))
+    events.sort()
+    per: list[list[tuple[float, str]]] = []
+    for t0, t1 in spans:
+        per.append([((ns - t0) / 1e6, label) for ns, label in events if t0 <= ns <= t1])
+    shapes = collections.Counter(tuple(label for _, label in run) for run in per)
+    shape, count = shapes.most_common(1)[0]
+    alike = [run for run in per if tuple(label for _, label in run) == shape]
+    total = statistics.median((t1 - t0) / 1e6 for t0, t1 in spans)
+    print(f"## {v.name}: timeline of {count} of {len(per)} sequential runs (median total "
+          f"{total:.2f} ms); ms from the client's request, and since the previous event")
+    prev = 0.0
+    for i, label in enumerate(shape):
+        at = statistics.median(run[i][0] for run in alike)
+        print(f"  {at:7.2f}  +{at - prev:5.2f}  {label}")
+        prev = at
+    print(f"  {total:7.2f}  +{total - prev:5.2f}  client has the answer")
+
+
 def per_run(d: tuple[dict[str, Any], dict[str, Any], int]) -> dict[str, Any]:
     a, b, n = d
     out: dict[str, Any] = {"xact": (b["xact"] - a["xact"]) / n}
@@ -219,12 +269,28 @@ async def main() -> None:
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--breakdown", action="store_true", help="print statements by SQL")
+    ap.add_argument("--timeline", action="store_true",
+                    help="trace --seq sequential runs: where the latency goes")
+    ap.add_argument("--funcs", default="",
+                    help="with --timeline: functions to mark too, module:Attr.path,…")
     ap.add_argument("--latency-only", action="store_true",
                     help="no SQL probe (it adds latency): sequential runs.wait only, --seq each round")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="runpath-"))
-    variants = [Variant(*spec.split("=", 1), args.mode, tmp, probe=not args.latency_only)
-                for spec in args.variant]
+    variants = [Variant(*spec.split("=", 1), args.mode, tmp, probe=not args.latency_only,
+                        trace=args.timeline) for spec in args.variant]
+    if args.timeline:
+        try:
+            for v in variants:
+                v.funcs = args.funcs
+                v.start()
+                await timeline(v, args.seq)
+        finally:
+            for v in variants:
+                with contextlib.suppress(Exception):
+                    v.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     if args.latency_only:
         try:
             for v in variants:
