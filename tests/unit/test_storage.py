@@ -802,3 +802,35 @@ async def test_a_statement_with_many_parameters_is_parsed_once(db: Storage) -> N
         assert row is not None and row["c119"] == 119
     after = _queries._query2pg.cache_info()
     assert after.hits - before.hits >= 2
+
+
+@postgres_only
+async def test_typed_arrays_round_trip_in_binary(db: Storage) -> None:
+    """The checkpointer's array parameters (storage/pg_arrays.py) are dumped in binary in one
+    pass: what PostgreSQL reads back, through a cast and through unnest, is what was sent,
+    NULLs, empty arrays, quotes, backslashes, braces, non-ASCII text and every byte included."""
+    from psycopg.adapt import Transformer
+    from psycopg.pq import Format
+
+    from dockyard.storage.pg_arrays import BlobArray, IntArray, TextArray
+
+    cases: list[tuple[list[Any], str]] = [
+        (TextArray(['a"b', "c\\d", None, "", "NULL", " x ", "{,}", "é ✓"]), "text[]"),
+        (TextArray([]), "text[]"),
+        (TextArray([None]), "text[]"),
+        (IntArray([0, None, -5, 2**31 - 1, -(2**31)]), "integer[]"),
+        (IntArray([]), "integer[]"),
+        (BlobArray([b"", None, b"\x00\xff", bytes(range(256))]), "bytea[]"),
+        (BlobArray([]), "bytea[]"),
+    ]
+    for value, cast in cases:
+        row = await db.fetchone(f"SELECT ?::{cast} AS v", (value,))
+        assert row is not None and row["v"] == list(value), (cast, value)
+        rows = await db.fetchall(f"SELECT x FROM unnest(?::{cast}) WITH ORDINALITY AS u(x, i) "
+                                 "ORDER BY i", (value,))
+        assert [r["x"] for r in rows] == list(value), (cast, value)
+    # Binary, by their own dumpers (not psycopg's element-by-element list dumper).
+    tx = Transformer()
+    for value, _ in cases:
+        dumper = tx.get_dumper(value, "s")  # type: ignore[arg-type]
+        assert dumper.format == Format.BINARY and type(dumper).__module__.endswith("pg_arrays")

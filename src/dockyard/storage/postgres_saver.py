@@ -62,6 +62,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from dockyard.errors import StorageError
+from dockyard.storage.pg_arrays import BlobArray, IntArray, TextArray
 
 log = logging.getLogger("dockyard.checkpoints")
 
@@ -460,8 +461,9 @@ class PooledPostgresSaver(AsyncPostgresSaver):
                     parent_key, [])
                 holding.inputs[(thread_id, checkpoint_ns)] = _Held(
                     thread_id, checkpoint_ns, checkpoint["id"], HELD_CTES, (
-                        thread_id, checkpoint_ns, channels, versions,
-                        [d[0] for d in dumped], [d[1] for d in dumped], *head), learnt)
+                        thread_id, checkpoint_ns, TextArray(channels), TextArray(versions),
+                        TextArray([d[0] for d in dumped]), BlobArray([d[1] for d in dumped]),
+                        *head), learnt)
                 return saved
         if pending := self._inflight.get(parent_key):
             await asyncio.wait(list(pending))
@@ -546,16 +548,20 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             config, checkpoint, metadata, new_versions, copy, blobs, learnt, parent_key, taken)
         if not taken:
             return _carrying(PUT_CHECKPOINT_SQL, (
-                thread_id, checkpoint_ns, channels, versions,
-                [d[0] for d in dumped], [d[1] for d in dumped], *head), held)
+                thread_id, checkpoint_ns, TextArray(channels), TextArray(versions),
+                TextArray([d[0] for d in dumped]), BlobArray([d[1] for d in dumped]), *head),
+                held)
         rows = [p for e in taken for p in e.params]
         return _carrying(PUT_STEP_SQL, (
             thread_id, checkpoint_ns, parent_id,
-            [p[3] for p in rows], [p[4] for p in rows], [p[5] for p in rows],
-            [p[6] for p in rows], [p[7] for p in rows], [p[8] for p in rows],
-            channels, versions, [d[0] for d in dumped], [d[1] for d in dumped],
-            [d[2].task_id if d[2] else None for d in dumped],
-            [d[2].idx if d[2] else None for d in dumped], [d[3] for d in dumped],
+            TextArray([p[3] for p in rows]), TextArray([p[4] for p in rows]),
+            IntArray([p[5] for p in rows]), TextArray([p[6] for p in rows]),
+            TextArray([p[7] for p in rows]), BlobArray([p[8] for p in rows]),
+            TextArray(channels), TextArray(versions), TextArray([d[0] for d in dumped]),
+            BlobArray([d[1] for d in dumped]),
+            TextArray([d[2].task_id if d[2] else None for d in dumped]),
+            IntArray([d[2].idx if d[2] else None for d in dumped]),
+            TextArray([d[3] for d in dumped]),
             thread_id, checkpoint_ns, *head), held)
 
     async def _send(self, sql: str, params: tuple[Any, ...]) -> None:
@@ -755,8 +761,8 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             held = holding.inputs.get((thread_id, ns))
         async with self._cursor() as cur:
             await cur.execute(*_carrying(sql, (
-                *first[:5], [p[5] for p in params], [p[6] for p in params],
-                [p[7] for p in params], [p[8] for p in params]), held))
+                *first[:5], IntArray([p[5] for p in params]), TextArray([p[6] for p in params]),
+                TextArray([p[7] for p in params]), BlobArray([p[8] for p in params])), held))
             inserted = {r["idx"] for r in await cur.fetchall()} if cur.description else set()
         if held is not None:
             if holding is not None:
