@@ -14,9 +14,10 @@ statements issued by each process (psycopg, through ``runpath_probe/sitecustomiz
 committed transactions of the database (``pg_stat_database.xact_commit``), Redis commands
 (``INFO commandstats`` of the private server) and CPU time (``/proc/<pid>/stat``).
 
-``--timeline``: ``--seq`` sequential runs with the probe's trace on; prints, for the sequence of
-events most runs share, each event's median time from the client's request (HTTP arrival and
-response, statements, Redis commands, by process): where a run's latency goes.
+``--timeline``: ``--seq`` sequential runs with the probe's trace on; prints each event (HTTP
+arrival and response, statements, Redis commands, by process; by its label and occurrence, if at
+least half the runs had it) at its median time from the client's request: where a run's
+latency goes.
 """
 
 from __future__ import annotations
@@ -225,17 +226,23 @@ async def timeline(v: Variant, seq: int) -> None:
     per: list[list[tuple[float, str]]] = []
     for t0, t1 in spans:
         per.append([((ns - t0) / 1e6, label) for ns, label in events if t0 <= ns <= t1])
-    shapes = collections.Counter(tuple(label for _, label in run) for run in per)
-    shape, count = shapes.most_common(1)[0]
-    alike = [run for run in per if tuple(label for _, label in run) == shape]
+    # Each event is known by its label and its occurrence in the run (the 2nd "worker sql>"),
+    # since processes interleave differently from run to run; shown if half the runs had it.
+    at: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
+    for run in per:
+        seen: collections.Counter[str] = collections.Counter()
+        for ms, label in run:
+            at[(label, seen[label])].append(ms)
+            seen[label] += 1
+    rows = sorted((statistics.median(v), label) for (label, _), v in at.items()
+                  if len(v) * 2 >= len(per))
     total = statistics.median((t1 - t0) / 1e6 for t0, t1 in spans)
-    print(f"## {v.name}: timeline of {count} of {len(per)} sequential runs (median total "
-          f"{total:.2f} ms); ms from the client's request, and since the previous event")
+    print(f"## {v.name}: timeline of {len(per)} sequential runs (median total {total:.2f} ms);"
+          " median ms from the client's request, and since the previous event")
     prev = 0.0
-    for i, label in enumerate(shape):
-        at = statistics.median(run[i][0] for run in alike)
-        print(f"  {at:7.2f}  +{at - prev:5.2f}  {label}")
-        prev = at
+    for ms, label in rows:
+        print(f"  {ms:7.2f}  +{ms - prev:5.2f}  {label}")
+        prev = ms
     print(f"  {total:7.2f}  +{total - prev:5.2f}  client has the answer")
 
 

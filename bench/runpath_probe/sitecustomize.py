@@ -115,7 +115,7 @@ if _OUT:
             async def call(self, scope, receive, send):  # type: ignore[no-untyped-def]
                 if scope.get("type") != "http":
                     return await orig_call(self, scope, receive, send)
-                _mark("http> " + scope.get("path", "")[-20:])
+                _mark("http> " + re.sub(r"[0-9a-f-]{36}", "{id}", scope.get("path", "")))
 
                 async def traced_send(message):  # type: ignore[no-untyped-def]
                     if message.get("type") == "http.response.start":
