@@ -321,6 +321,64 @@ async def test_claim_priority_across_threads(db: Storage) -> None:
     assert last is not None and last["run_id"] == urgent
 
 
+async def test_claim_many_takes_a_batch_one_run_per_thread(db: Storage) -> None:
+    """A worker with a backlog claims several runs at once (one statement on PostgreSQL): in
+    claim order, at most one per thread (its oldest), never a thread's run while another of
+    its runs is running, and ``saw_pending`` says whether any other run is left."""
+    queue = RunQueue(db)
+    busy, double = new_id(), new_id()
+    running = await _enqueue(queue, busy)
+    claimed = await queue.claim("w0", lease_seconds=30)
+    assert claimed is not None and claimed["run_id"] == running
+    behind = await _enqueue(queue, busy)  # waits for `running`
+    first = await _enqueue(queue, double)
+    second = await _enqueue(queue, double)  # waits for `first`
+    others = [await _enqueue(queue, new_id()) for _ in range(3)]
+    high = await _enqueue(queue, new_id(), priority=3)
+
+    batch = await queue.claim_many("w1", 30, 3)
+    assert [r["run_id"] for r in batch] == [high, first, others[0]]
+    assert all(r["status"] == "running" and r["worker_id"] == "w1" for r in batch)
+    assert queue.saw_pending  # others[1:], second and behind are still pending
+    batch = await queue.claim_many("w1", 30, 8)
+    assert [r["run_id"] for r in batch] == others[1:]
+    assert queue.saw_pending  # second and behind: pending, if blocked
+    assert await queue.claim_many("w2", 30, 8) == []
+    await queue.finish(first, "success")
+    await queue.finish(running, "success")
+    batch = await queue.claim_many("w2", 30, 8)
+    assert sorted(r["run_id"] for r in batch) == sorted([second, behind])
+    assert not queue.saw_pending
+    for run_id in (high, first, second, behind, *others):
+        row = await queue.get(T, run_id)
+        assert row is not None and row["attempts"] == 1  # each claimed once
+
+
+async def test_claim_many_rotates_between_tenants(db: Storage) -> None:
+    """A batch takes up to its size from one tenant, and the next starts after it: a burst of
+    one tenant does not starve another's runs."""
+    queue = RunQueue(db)
+
+    async def enqueue(tenant: str) -> str:
+        run_id = new_id()
+        await queue.insert(tenant, {
+            "run_id": run_id, "thread_id": new_id(), "assistant_id": str(uuid.uuid4()),
+            "assistant_version": 1, "graph_id": "g", "metadata": {}, "kwargs": {"input": None},
+            "multitask_strategy": "enqueue",
+        })
+        return run_id
+
+    a_runs = [await enqueue("tenant-a") for _ in range(6)]
+    b_runs = [await enqueue("tenant-b") for _ in range(2)]
+    tenants = []
+    while batch := await queue.claim_many("w", 30, 2):
+        tenants.append([r["tenant_id"] for r in batch])
+    # tenant-b's runs come in the first two batches (PostgreSQL: a, a then b, b; SQLite
+    # claims one run at a time, so a, b then a, b), before tenant-a's backlog is done.
+    assert sorted(t for batch in tenants[:2] for t in batch) == ["tenant-a"] * 2 + ["tenant-b"] * 2
+    assert sum(len(b) for b in tenants) == len(a_runs) + len(b_runs)
+
+
 async def test_claim_respects_after_seconds(db: Storage) -> None:
     queue = RunQueue(db)
     later = await _enqueue(queue, new_id(), available_at=in_seconds(3600))
@@ -400,6 +458,46 @@ async def test_concurrent_claims_take_each_run_once(new_database: NewDatabase) -
                 await asyncio.sleep(0.002)
                 del running[run["thread_id"]]
                 await queue.finish(run["run_id"], "success")
+
+        await asyncio.wait_for(
+            asyncio.gather(*(worker(s, f"w{i}") for i, s in enumerate(storages))), 30)
+        assert sorted(claimed) == sorted(runs)
+    finally:
+        for s in storages:
+            await s.close()
+
+
+@postgres_only
+async def test_concurrent_batch_claims_take_each_run_once(new_database: NewDatabase) -> None:
+    """Batches claimed side by side (FOR UPDATE SKIP LOCKED) share the runs out: each run once,
+    never two runs of one thread at a time."""
+    url = new_database()
+    storages = [PostgresStorage(url) for _ in range(3)]
+    for s in storages:
+        await s.open()
+    try:
+        threads = [new_id() for _ in range(8)]
+        runs = {await _enqueue(RunQueue(storages[0]), threads[i % 8]) for i in range(48)}
+        claimed: list[str] = []
+        running: set[str] = set()
+
+        async def work(queue: RunQueue, run: dict[str, Any]) -> None:
+            await asyncio.sleep(0.002)
+            running.discard(run["thread_id"])
+            await queue.finish(run["run_id"], "success")
+
+        async def worker(storage: Storage, name: str) -> None:
+            queue = RunQueue(storage)
+            while len(claimed) < len(runs):
+                batch = await queue.claim_many(name, 30, 4)
+                if not batch:
+                    await asyncio.sleep(0.005)
+                    continue
+                for run in batch:
+                    assert run["thread_id"] not in running, "two runs of one thread at once"
+                    running.add(run["thread_id"])
+                    claimed.append(run["run_id"])
+                await asyncio.gather(*(work(queue, run) for run in batch))
 
         await asyncio.wait_for(
             asyncio.gather(*(worker(s, f"w{i}") for i, s in enumerate(storages))), 30)

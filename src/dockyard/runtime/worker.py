@@ -21,6 +21,8 @@ from dockyard.runtime.executor import ExecutionDeps, TransientRunError, execute_
 
 log = logging.getLogger("dockyard.worker")
 
+CLAIM_BATCH = 8  # most runs one claim takes (see WorkerPool.claim_batch)
+
 
 class WorkerPool:
     def __init__(
@@ -48,6 +50,9 @@ class WorkerPool:
         self.worker_id = f"worker-{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
+        # Runs one claim may take when a backlog waits (RunQueue.claim_many): a quarter of
+        # the slots, at most CLAIM_BATCH, so a burst is not all taken by the first worker.
+        self.claim_batch = max(1, min(CLAIM_BATCH, concurrency // 4))
         self._active: dict[str, asyncio.Task[str]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -134,29 +139,38 @@ class WorkerPool:
     async def _claim_loop(self) -> None:
         while not self._stopping:
             await self._slots.acquire()
+            want = 1
+            if self.deps.queue.saw_pending:
+                # A backlog: fill free run slots (up to the batch) in one claim, not one each.
+                while want < self.claim_batch and not self._slots.locked():
+                    await self._slots.acquire()  # free: returns at once
+                    want += 1
             # Cleared before the claim, not after: a notification arriving while the claim's
             # query runs is then not lost (it would otherwise wait for the poll).
             self._wake.clear()
             try:
-                run = await self.deps.queue.claim(
-                    self.worker_id, self.lease_seconds, tenant_limit=self.tenant_limit,
+                runs = await self.deps.queue.claim_many(
+                    self.worker_id, self.lease_seconds, want, tenant_limit=self.tenant_limit,
                     assistant_limit=self.assistant_limit, revision=self.revision,
                 )
             except Exception:
-                self._slots.release()
+                for _ in range(want):
+                    self._slots.release()
                 log.exception("claim_failed")
                 await asyncio.sleep(self.poll_seconds)
                 continue
-            if run is None:
+            for _ in range(want - len(runs)):
                 self._slots.release()
+            if not runs:
                 # The timeout first: an await between creating the wait() coroutine and
                 # awaiting it (a query, on PostgreSQL) could be cancelled and leak it.
                 await self._wait_for_wake(await self._idle_timeout())
                 continue
-            task = asyncio.create_task(self._execute(run), name=f"run-{run['run_id']}")
-            self._active[run["run_id"]] = task
+            for run in runs:
+                task = asyncio.create_task(self._execute(run), name=f"run-{run['run_id']}")
+                self._active[run["run_id"]] = task
             if not self.deps.queue.saw_pending:
-                # It took the only pending run: the next claim waits for a wake-up (a new
+                # It took the only pending runs: the next claim waits for a wake-up (a new
                 # run's NOTIFY, a finished run, the poll) instead of finding nothing now.
                 await self._wait_for_wake(self.poll_seconds)
 

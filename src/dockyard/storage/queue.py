@@ -177,8 +177,9 @@ class RunQueue:
         revision_cond = " AND r.revision_id IS NULL" if revision is None else " AND r.revision_id = ?"
         revision_params: tuple[str, ...] = () if revision is None else (revision,)
         if self.db.writable_ctes and not tenant_limit and not assistant_limit:
-            return await self._claim_in_one_statement(
-                worker_id, lease_seconds, now, revision_cond, revision_params)
+            runs = await self._claim_in_one_statement(
+                worker_id, lease_seconds, now, revision_cond, revision_params, 1)
+            return runs[0] if runs else None
         # Read outside any transaction (it locks nothing): an idle worker's claim is one
         # round trip, and ``saw_pending`` tells the pool that no run is even delayed.
         tenants = [r["tenant_id"] for r in await self.db.fetchall(PENDING_TENANTS)]
@@ -213,53 +214,92 @@ class RunQueue:
                     return await self._take(tx, row["run_id"], worker_id, lease_seconds, now)
         return None
 
+    async def claim_many(
+        self, worker_id: str, lease_seconds: float, limit: int, *, tenant_limit: int = 0,
+        assistant_limit: int = 0, revision: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` claimable runs, as ``claim`` takes one: a worker with a backlog
+        before it fills its free run slots in one statement instead of one per run.
+
+        Without caps, on a dialect with writable CTEs, tenants are visited in the same order
+        and a tenant gives up to ``limit`` runs before the next is visited (round-robin with
+        a quantum of ``limit``; the next claim starts after the last tenant served). With
+        caps, or on SQLite, runs are claimed one at a time (``claim``)."""
+        if limit > 1 and self.db.writable_ctes and not tenant_limit and not assistant_limit:
+            revision_cond = " AND r.revision_id IS NULL" if revision is None \
+                else " AND r.revision_id = ?"
+            return await self._claim_in_one_statement(
+                worker_id, lease_seconds, utcnow(), revision_cond,
+                () if revision is None else (revision,), limit)
+        runs: list[dict[str, Any]] = []
+        while len(runs) < limit:
+            run = await self.claim(worker_id, lease_seconds, tenant_limit=tenant_limit,
+                                   assistant_limit=assistant_limit, revision=revision)
+            if run is None:
+                break
+            runs.append(run)
+            if not self.saw_pending:
+                break
+        return runs
+
     async def _claim_in_one_statement(
         self, worker_id: str, lease_seconds: float, now: str, revision_cond: str,
-        revision_params: tuple[str, ...],
-    ) -> dict[str, Any] | None:
-        """``claim`` without caps, on a dialect with writable CTEs: list the tenants with
-        pending runs, pick the first claimable run of the first tenant after the one served
-        last, take it and mark its thread busy, in one statement (its own transaction; the
-        candidate's row lock is held until the update commits). The statement also tells
-        whether other runs are pending (``saw_pending``), so an idle worker's claim is one
-        round trip too, and a worker that took the only pending run does not claim again.
+        revision_params: tuple[str, ...], limit: int,
+    ) -> list[dict[str, Any]]:
+        """``claim_many`` without caps, on a dialect with writable CTEs: list the tenants with
+        pending runs, pick up to ``limit`` claimable runs from the tenants after the one
+        served last, take them and mark their threads busy, in one statement (its own
+        transaction; the candidates' row locks are held until the update commits). The
+        statement also tells whether other runs are pending (``saw_pending``), so an idle
+        worker's claim is one round trip too, and a worker that took the only pending runs
+        does not claim again.
 
-        The tenants are visited in order (the nested loop of the LATERAL join stops at the
-        first tenant with a claimable run), and each visit locks at most the one run it
-        returns (``FOR UPDATE SKIP LOCKED``)."""
+        The tenants are visited in order (the nested loop of the LATERAL join stops once it
+        has ``limit`` runs), and only the runs it returns are locked (``FOR UPDATE SKIP
+        LOCKED``, pulled one at a time). A thread gives one run at most: its oldest pending
+        run, and none while one of its runs is running. ``limit`` is written into the
+        statement (an int): one prepared statement per batch size, planned for its limit."""
         rows = await self.db.fetchall(
             _TENANTS_CTE + ","
             " c AS (SELECT x.claim_id FROM (SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL"
             " ORDER BY tenant_id <= ?, tenant_id) AS p CROSS JOIN LATERAL ("
-            + _candidates("r.run_id AS claim_id", "p.tenant_id", revision_cond, 1,
+            + _candidates("r.run_id AS claim_id", "p.tenant_id", revision_cond, limit,
                           self.db.claim_lock) +
-            ") AS x LIMIT 1),"
+            f") AS x LIMIT {limit}),"
             " u AS (UPDATE runs SET status = 'running', worker_id = ?, lease_until = ?,"
             " attempts = attempts + 1, started_at = COALESCE(started_at, ?), updated_at = ?"
             f" FROM c WHERE runs.run_id = c.claim_id RETURNING {RUN_COLS}),"
             " th AS (UPDATE threads SET status = 'busy', updated_at = ? FROM u"
             " WHERE threads.tenant_id = u.tenant_id AND threads.thread_id = u.thread_id)"
             " SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE status = 'pending'"
-            " LIMIT 2) AS p2) AS pending, EXISTS (SELECT 1 FROM checkpoints ck"
+            f" LIMIT {limit + 1}) AS p2) AS pending, EXISTS (SELECT 1 FROM checkpoints ck"
             " WHERE ck.thread_id = u.thread_id AND ck.checkpoint_ns = '') AS checkpointed,"
             " u.* FROM (SELECT 1 AS one) AS one LEFT JOIN u ON TRUE",
             (self._last_tenant, now, *revision_params, worker_id, in_seconds(lease_seconds),
              now, now, now),
         )
-        row = rows[0]
-        # Pending runs as the statement saw them, the one it claims included (its snapshot
+        # Pending runs as the statement saw them, the ones it claims included (its snapshot
         # precedes its own update): any other one means the pool should claim again at once.
-        pending = int(row.pop("pending"))
-        # Whether the run's thread had a root checkpoint when the run was claimed: while the
-        # run holds the thread (busy), only the run itself adds one (RUN_THREAD_CHECKPOINTED).
-        checkpointed = bool(row.pop("checkpointed"))
-        if row.get("run_id") is None:
-            self.saw_pending = pending > 0
-            return None
-        self.saw_pending = pending > 1
-        self._last_tenant = row["tenant_id"]
-        row[RUN_THREAD_CHECKPOINTED] = checkpointed
-        return row
+        pending = int(rows[0]["pending"])
+        runs: list[dict[str, Any]] = []
+        for row in rows:
+            del row["pending"]
+            # Whether the run's thread had a root checkpoint when the run was claimed: while
+            # the run holds the thread (busy), only the run itself adds one.
+            checkpointed = bool(row.pop("checkpointed"))
+            if row.get("run_id") is not None:
+                row[RUN_THREAD_CHECKPOINTED] = checkpointed
+                runs.append(row)
+        self.saw_pending = pending > len(runs)
+        if len(runs) > 1:
+            # In claim order (an UPDATE returns its rows in no particular order): tenants as
+            # the statement visited them, then priority, then age.
+            last = self._last_tenant
+            runs.sort(key=lambda r: (r["tenant_id"] <= last, r["tenant_id"], -r["priority"],
+                                     r["created_at"]))
+        if runs:
+            self._last_tenant = runs[-1]["tenant_id"]  # the tenant served last
+        return runs
 
     async def _running(self, tx: Any, column: str, value: str) -> int:
         rows = await self.db._fetch(
