@@ -468,6 +468,50 @@ async def test_concurrent_claims_take_each_run_once(new_database: NewDatabase) -
 
 
 @postgres_only
+async def test_claim_looks_up_the_threads_checkpoint_by_index(db: Storage) -> None:
+    """The claim asks whether the run's thread has a root checkpoint. Dockyard's columns are
+    TEXT COLLATE "C" and langgraph's checkpoints table uses the default collation: compared as
+    they are, the checkpoints index could not take the thread id, and each claim scanned every
+    root checkpoint of every thread (0.3 ms after 300 runs, growing with the database)."""
+    from dockyard.storage.postgres import to_pyformat
+
+    queue = RunQueue(db)
+    await _enqueue(queue, new_id())
+    captured: list[tuple[str, Any]] = []
+    fetchall = db.fetchall
+
+    async def capture(sql: str, params: Any = ()) -> Any:
+        captured.append((sql, params))
+        raise RuntimeError("captured")
+
+    db.fetchall = capture  # type: ignore[method-assign]
+    try:
+        with pytest.raises(RuntimeError):
+            await queue.claim("w", lease_seconds=30)
+    finally:
+        db.fetchall = fetchall  # type: ignore[method-assign]
+    sql, params = captured[0]
+    # The plan only (no ANALYZE: nothing is claimed), with the index preferred wherever it
+    # can serve, so a tiny test table does not make a sequential scan the cheaper plan.
+    async with db.transaction() as tx:
+        await tx.execute("SET LOCAL enable_seqscan = off")
+        await tx.execute("SET LOCAL enable_bitmapscan = off")
+        cur = await tx.execute("EXPLAIN (FORMAT JSON) " + to_pyformat(sql), params)
+        row = await cur.fetchone()
+        plan = next(iter(row.values())) if isinstance(row, dict) else row[0]
+    scans: list[dict[str, Any]] = []
+
+    def walk(node: dict[str, Any]) -> None:
+        if node.get("Relation Name") == "checkpoints":
+            scans.append(node)
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    assert scans and all("thread_id" in s.get("Index Cond", "") for s in scans), scans
+
+
+@postgres_only
 async def test_concurrent_batch_claims_take_each_run_once(new_database: NewDatabase) -> None:
     """Batches claimed side by side (FOR UPDATE SKIP LOCKED) share the runs out: each run once,
     never two runs of one thread at a time."""

@@ -273,7 +273,8 @@ class RunQueue:
             " WHERE threads.tenant_id = u.tenant_id AND threads.thread_id = u.thread_id)"
             " SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE status = 'pending'"
             f" LIMIT {limit + 1}) AS p2) AS pending, EXISTS (SELECT 1 FROM checkpoints ck"
-            " WHERE ck.thread_id = u.thread_id AND ck.checkpoint_ns = '') AS checkpointed,"
+            " WHERE ck.thread_id = u.thread_id COLLATE \"default\" AND ck.checkpoint_ns = '')"
+            " AS checkpointed,"
             " u.* FROM (SELECT 1 AS one) AS one LEFT JOIN u ON TRUE",
             (self._last_tenant, now, *revision_params, worker_id, in_seconds(lease_seconds),
              now, now, now),
