@@ -435,24 +435,27 @@ class PostgresStorage(Storage):
     async def fetch_batch(
         self, statements: Sequence[tuple[str, Sequence[Any]]]
     ) -> list[list[dict[str, Any]]]:
-        # As execute_batch: one query message, values bound on the client; each statement's
-        # rows come back as a result set of their own.
+        # One round trip in pipeline mode: each statement bound on the server and prepared
+        # once per connection. As one multi-statement query with values bound on the client,
+        # PostgreSQL parsed and planned the four reads of a run's creation at every call
+        # (0.2 ms of its CPU, against 0.06 ms prepared).
         if not statements:
             return []
-        out: list[list[dict[str, Any]]] = []
         async with self._connection() as conn:
             try:
-                async with AsyncClientCursor(conn, row_factory=dict_row) as cur:
-                    cur.adapters.register_loader("jsonb", TextLoader)
-                    await cur.execute(_multi_statement(statements), _values(statements))
-                    while True:
-                        rows = await cur.fetchall()
-                        out.append(decode_rows(rows))
-                        if not cur.nextset():
-                            break
+                cursors = []
+                async with conn.pipeline():
+                    for sql, params in statements:
+                        cur = conn.cursor(row_factory=dict_row)
+                        cur.adapters.register_loader("jsonb", TextLoader)
+                        if params:
+                            await cur.execute(to_pyformat(sql), _params(params))
+                        else:
+                            await cur.execute(sql)
+                        cursors.append(cur)
+                return [decode_rows(await cur.fetchall()) for cur in cursors]
             except psycopg.Error as exc:
                 raise _translate(exc) from exc
-        return out
 
     async def execute_together(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         sql = _together(tuple(q for q, _ in statements)) if len(statements) > 1 else None
