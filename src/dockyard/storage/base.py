@@ -297,8 +297,9 @@ class Storage(abc.ABC):
     async def fetch_batch(
         self, statements: Sequence[tuple[str, Sequence[Any]]]
     ) -> list[list[dict[str, Any]]]:
-        """Run reads together: the rows of each statement, in order. PostgreSQL sends them as
-        one multi-statement query (one round trip, one snapshot for all of them)."""
+        """Run reads together: the rows of each statement, in order. PostgreSQL sends them in
+        one round trip (a pipeline); each statement reads its own snapshot, as it would alone
+        at READ COMMITTED."""
         out: list[list[dict[str, Any]]] = []
         async with self.statement() as tx:
             for sql, params in statements:
