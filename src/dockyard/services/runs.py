@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dockyard.errors import Conflict, InvalidInput, NotFound, TooManyRequests
+from dockyard.errors import Conflict, DockyardError, InvalidInput, NotFound, TooManyRequests
 from dockyard.runtime.executor import ExecutionDeps
 from dockyard.runtime.protocol import ProtocolPublisher
 from dockyard.runtime.streaming import normalize_modes
@@ -81,6 +81,11 @@ class RunService:
         self.deployments = deployments
         self.quotas = quotas
         self._depth: tuple[float, int] = (-1.0, 0)  # (monotonic time, pending runs) counted
+        # What a run's creation read last (``prepare``), for ``_create_at_once``, whose
+        # statement checks it again: each assistant's graph and version, and the tenants
+        # without a deployment.
+        self._assistants_seen: dict[tuple[str, str], tuple[str, int]] = {}
+        self._undeployed: set[str] = set()
 
     # ---- create ------------------------------------------------------------------------
     async def create(
@@ -93,19 +98,21 @@ class RunService:
         the run's kwargs. ``run_id`` is chosen by the caller when it must be known before the
         run exists (a trigger records it with the event's idempotency key first).
         """
-        prepared = await self.prepare(tenant, thread_id, payload, extra_kwargs=extra_kwargs,
-                                      run_id=run_id)
-        limits = prepared.limits
-        if prepared.new_thread is None and (
-            limits is None or not (limits.max_concurrent_runs or limits.runs_per_minute)
-        ):
-            # Nothing to read inside the transaction: its statements go as one batch (one
-            # round trip and one commit on PostgreSQL).
-            run, statements = self._write_statements(tenant, prepared)
-            await self.deps.storage.execute_together(statements)
-        else:
-            async with self.deps.storage.transaction() as tx:
-                run = await self.write(tx, tenant, prepared)
+        run = await self._create_at_once(tenant, thread_id, payload, extra_kwargs, run_id)
+        if run is None:
+            prepared = await self.prepare(tenant, thread_id, payload,
+                                          extra_kwargs=extra_kwargs, run_id=run_id)
+            limits = prepared.limits
+            if prepared.new_thread is None and (
+                limits is None or not (limits.max_concurrent_runs or limits.runs_per_minute)
+            ):
+                # Nothing to read inside the transaction: its statements go as one batch (one
+                # round trip and one commit on PostgreSQL).
+                run, statements = self._write_statements(tenant, prepared)
+                await self.deps.storage.execute_together(statements)
+            else:
+                async with self.deps.storage.transaction() as tx:
+                    run = await self.write(tx, tenant, prepared)
         counted_at, depth = self._depth
         self._depth = (counted_at, depth + 1)  # this process's own runs count at once
         self.notify(wake_kind(run), others_told=True)  # the NOTIFY went with the commit
@@ -115,6 +122,81 @@ class RunService:
         self._announcing.add(task)
         task.add_done_callback(self._announcing.discard)
         return public_run(run)
+
+    async def _create_at_once(
+        self, tenant: str, thread_id: str | None, payload: dict[str, Any],
+        extra_kwargs: dict[str, Any] | None, run_id: str | None,
+    ) -> dict[str, Any] | None:
+        """A run on an existing thread in one statement (PostgreSQL), or None: then ``create``
+        takes the full path, which reads first and raises what it finds wrong.
+
+        ``prepare`` reads the assistant, the thread, its active runs and the deployment
+        routing, then writes. When the strategy is ``enqueue`` (active runs change nothing),
+        no quota counts runs, the assistant was read before and the tenant had no deployment,
+        the write alone decides: its statement updates the thread (busy, pinned to the base
+        where deployments exist, its graph in its metadata) only if the assistant still has
+        the version and graph read before, the thread exists and is not pinned to a revision,
+        and the tenant still has no deployment; then inserts the run and sends the NOTIFY
+        from the updated row. Nothing written: the full path, from its reads."""
+        storage = self.deps.storage
+        if (not storage.writable_ctes or thread_id is None or not is_uuid(thread_id)
+                or (payload.get("multitask_strategy") or "enqueue") != "enqueue"
+                or payload.get("if_not_exists") not in (None, "create", "reject")
+                or (self.deployments is not None and tenant not in self._undeployed)):
+            return None
+        try:
+            assistant_id = self.assistants.resolve_id(tenant, payload["assistant_id"])
+            seen = self._assistants_seen.get((tenant, assistant_id))
+            if seen is None:
+                return None
+            limits = await self._admit(tenant)
+            if limits is not None and (limits.max_concurrent_runs or limits.runs_per_minute):
+                return None
+            await self.check(payload, stateless=False)
+        except DockyardError:
+            return None  # the full path raises it, after the checks that come first there
+        graph_id, version = seen
+        tid = check_uuid(thread_id, "thread_id")
+        record = self._record(payload, run_id=run_id, revision=None, thread_id=tid,
+                              assistant_id=assistant_id, graph_id=graph_id, version=version,
+                              temporary=False, extra_kwargs=extra_kwargs)
+        run, (insert, insert_params) = self.queue.insert_statement(tenant, record, when="th")
+        notify = storage.notify_statement(wake_kind(run))
+        assert notify is not None  # PostgreSQL
+        pin, deployed = ("", "") if self.deployments is None else (
+            " revision_id = COALESCE(revision_id, 'base'),",
+            " AND (revision_id IS NULL OR revision_id = 'base')"
+            " AND NOT EXISTS (SELECT 1 FROM deployments WHERE tenant_id = ?)")
+        sql = (
+            "WITH a AS (SELECT 1 FROM assistants WHERE tenant_id = ? AND assistant_id = ?"
+            " AND version = ? AND graph_id = ?),"
+            f" th AS (UPDATE threads SET status = 'busy',{pin}"
+            " metadata = CASE WHEN metadata -> 'graph_id' IS DISTINCT FROM to_jsonb(?::text)"
+            " OR NOT jsonb_exists(metadata, 'assistant_id') THEN metadata"
+            " || jsonb_build_object('graph_id', ?::text, 'assistant_id', ?::text)"
+            " ELSE metadata END, updated_at = ?"
+            f" WHERE tenant_id = ? AND thread_id = ? AND EXISTS (SELECT 1 FROM a){deployed}"
+            " RETURNING thread_id),"
+            f" r AS ({insert} RETURNING run_id)"
+            f" {notify[0]} FROM r"  # SELECT pg_notify(…): a row if the run was inserted
+        )
+        params = [tenant, assistant_id, version, graph_id, graph_id, graph_id, assistant_id,
+                  run["created_at"], tenant, tid, *([tenant] if deployed else []),
+                  *insert_params, *notify[1]]
+        if not await storage.fetchall(sql, params):
+            return None
+        return run
+
+    async def _admit(self, tenant: str) -> Limits | None:
+        """Backpressure and the tenant's quotas, before anything is read for a run: 429 over
+        the queue's depth or the tenant's stored bytes; the tenant's limits."""
+        if self.max_queue_depth and await self._queue_depth() >= self.max_queue_depth:
+            raise TooManyRequests(
+                f"The run queue is full ({self.max_queue_depth} pending runs, "
+                "DOCKYARD_MAX_QUEUE_DEPTH); retry later",
+                code="queue_full", retry_after=5,
+            )
+        return await self.quotas.before_run(tenant) if self.quotas is not None else None
 
     async def state_updated(self, thread_id: str, update: dict[str, Any]) -> None:
         """Tell the thread's joiners that its state was updated through the API."""
@@ -176,13 +258,7 @@ class RunService:
 
         ``thread_metadata`` is added to a stateless run's new thread.
         """
-        if self.max_queue_depth and await self._queue_depth() >= self.max_queue_depth:
-            raise TooManyRequests(
-                f"The run queue is full ({self.max_queue_depth} pending runs, "
-                "DOCKYARD_MAX_QUEUE_DEPTH); retry later",
-                code="queue_full", retry_after=5,
-            )
-        limits = await self.quotas.before_run(tenant) if self.quotas is not None else None
+        limits = await self._admit(tenant)
         temporary = thread_id is None
         # The assistant, the thread, its active runs and the tenant's deployment routing are
         # read together: one round trip (one query on PostgreSQL) instead of four. Their
@@ -200,6 +276,7 @@ class RunService:
         assistant = self.assistants.found(assistant_id, rows[0][0] if rows[0] else None)
         thread_rows = (rows[1][0] if rows[1] else None, rows[2]) if valid_tid else None
         routing = (rows[-1][0] if rows[-1] else None) if self.deployments is not None else None
+        self._saw(tenant, assistant, routing)
         await self.check(payload, stateless=temporary)
         strategy = payload.get("multitask_strategy") or "enqueue"
         new_thread: dict[str, Any] | None = None
@@ -239,6 +316,38 @@ class RunService:
                     for other in active:
                         await self._cancel_one(tenant, other, strategy)
 
+        revision, pin = (None, None) if self.deployments is None else \
+            await self.deployments.route(tenant, tid, pinned, assistant["graph_id"],
+                                         routing=(routing,))
+        record = self._record(payload, run_id=run_id, revision=revision, thread_id=tid,
+                              assistant_id=assistant["assistant_id"],
+                              graph_id=assistant["graph_id"], version=assistant["version"],
+                              temporary=temporary, extra_kwargs=extra_kwargs)
+        return PreparedRun(record=record, new_thread=new_thread, pin=pin, limits=limits,
+                           thread_metadata=thread_meta)
+
+    def _saw(self, tenant: str, assistant: dict[str, Any], routing: dict[str, Any] | None
+             ) -> None:
+        """Remember what a creation read, for the next ones (``_create_at_once``)."""
+        if len(self._assistants_seen) >= 1024:
+            self._assistants_seen.clear()
+        self._assistants_seen[(tenant, assistant["assistant_id"])] = (
+            assistant["graph_id"], int(assistant["version"]))
+        if self.deployments is not None:
+            if routing is None:
+                if len(self._undeployed) >= 1024:
+                    self._undeployed.clear()
+                self._undeployed.add(tenant)
+            else:
+                self._undeployed.discard(tenant)
+
+    @staticmethod
+    def _record(
+        payload: dict[str, Any], *, run_id: str | None, revision: str | None, thread_id: str,
+        assistant_id: str, graph_id: str, version: int, temporary: bool,
+        extra_kwargs: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """The ``runs`` row of a validated payload."""
         kwargs = {
             "input": payload.get("input"),
             "command": payload.get("command"),
@@ -258,27 +367,23 @@ class RunService:
             "feedback_keys": payload.get("feedback_keys"),
             **(extra_kwargs or {}),
         }
-        revision, pin = (None, None) if self.deployments is None else \
-            await self.deployments.route(tenant, tid, pinned, assistant["graph_id"],
-                                         routing=(routing,))
         record: dict[str, Any] = {
             "run_id": run_id or new_id(),
             "revision_id": revision,
-            "thread_id": tid,
-            "assistant_id": assistant["assistant_id"],
-            "assistant_version": assistant["version"],
-            "graph_id": assistant["graph_id"],
+            "thread_id": thread_id,
+            "assistant_id": assistant_id,
+            "assistant_version": version,
+            "graph_id": graph_id,
             "metadata": payload.get("metadata") or {},
             "kwargs": kwargs,
-            "multitask_strategy": strategy,
+            "multitask_strategy": payload.get("multitask_strategy") or "enqueue",
             "temporary": temporary,
             "priority": int(payload.get("priority") or 0),
         }
         after = payload.get("after_seconds")
         if after:
             record["available_at"] = in_seconds(after)
-        return PreparedRun(record=record, new_thread=new_thread, pin=pin, limits=limits,
-                           thread_metadata=thread_meta)
+        return record
 
     async def _queue_depth(self) -> int:
         """Pending runs, for backpressure. A ``COUNT(*)`` on every creation costs a round trip

@@ -99,10 +99,13 @@ class RunQueue:
         return row
 
     def insert_statement(
-        self, tenant: str, run: dict[str, Any]
+        self, tenant: str, run: dict[str, Any], *, when: str | None = None,
     ) -> tuple[dict[str, Any], tuple[str, Sequence[Any]]]:
         """``insert`` as the row it writes and the statement, for a caller that commits it
-        with others."""
+        with others.
+
+        ``when``: a CTE of the caller's statement (PostgreSQL): the row is inserted once per
+        row of it, so not at all when it is empty."""
         now = utcnow()
         row = {
             "status": "pending", "attempts": 0, "priority": 0, "temporary": 0,
@@ -110,11 +113,14 @@ class RunQueue:
             "ended_at": None, "error": None, "created_at": now, "updated_at": now,
             "tenant_id": tenant, "revision_id": None, **run,
         }
+        # A SELECT list does not take its parameters' types from the columns, as VALUES does:
+        # the JSON ones are cast.
+        values = " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" if when is None \
+            else f" SELECT ?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?::jsonb, ?, ?, ?, ?, ?, ?, ?, ? FROM {when}"
         return row, (
             "INSERT INTO runs (run_id, tenant_id, thread_id, assistant_id, assistant_version,"
             " graph_id, status, metadata, kwargs, multitask_strategy, temporary, priority,"
-            " attempts, available_at, created_at, updated_at, revision_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " attempts, available_at, created_at, updated_at, revision_id)" + values,
             (
                 row["run_id"], tenant, row["thread_id"], row["assistant_id"],
                 row["assistant_version"], row["graph_id"], row["status"], dumps(row["metadata"]),
