@@ -132,3 +132,23 @@ def test_what_the_statement_does_not_know_takes_the_full_path(env: Env) -> None:
             " VALUES ('default', 1, '') RETURNING 1")
     assert env.run(env.thread(), after_seconds=600).status_code == 200
     assert env.reads == reads + 1
+
+
+def test_a_stateless_run_writes_its_thread_busy_with_the_run(env: Env) -> None:
+    """A stateless run's thread is inserted together with the run (one statement on
+    PostgreSQL): busy from the start, naming its graph and assistant, and the run finishes on
+    it like any other."""
+    r = env.c.post("/runs", json={"assistant_id": "g", "input": {}, "after_seconds": 600,
+                                  "on_completion": "keep"})
+    assert r.status_code == 200, r.text
+    run = r.json()
+    thread = env.c.get(f"/threads/{run['thread_id']}").json()
+    assert thread["status"] == "busy"
+    assert thread["metadata"] == {"graph_id": "g", "assistant_id": run["assistant_id"]}
+    assert [x["run_id"] for x in env.c.get(f"/threads/{run['thread_id']}/runs").json()] \
+        == [run["run_id"]]
+    r = env.c.post("/runs/wait", json={"assistant_id": "g", "input": {},
+                                       "on_completion": "keep"})
+    assert r.status_code == 200 and r.json() == {"steps": ["s1"]}, r.text
+    done = env.c.get(f"/threads/{r.headers['Content-Location'].split('/')[2]}").json()
+    assert done["status"] == "idle" and done["values"] == {"steps": ["s1"]}

@@ -103,12 +103,10 @@ class RunService:
             prepared = await self.prepare(tenant, thread_id, payload,
                                           extra_kwargs=extra_kwargs, run_id=run_id)
             limits = prepared.limits
-            if prepared.new_thread is None and (
-                limits is None or not (limits.max_concurrent_runs or limits.runs_per_minute)
-            ):
+            if limits is None or not (limits.max_concurrent_runs or limits.runs_per_minute):
                 # Nothing to read inside the transaction: its statements go as one batch (one
-                # round trip and one commit on PostgreSQL).
-                run, statements = self._write_statements(tenant, prepared)
+                # round trip and one commit on PostgreSQL), a stateless run's new thread too.
+                run, statements = self._write_statements(tenant, prepared, insert_thread=True)
                 await self.deps.storage.execute_together(statements)
             else:
                 async with self.deps.storage.transaction() as tx:
@@ -417,9 +415,11 @@ class RunService:
 
     def _write_statements(
         self, tenant: str, prepared: PreparedRun, *, kind: str | None = None,
+        insert_thread: bool = False,
     ) -> tuple[dict[str, Any], list[tuple[str, Sequence[Any]]]]:
         """The run's row, the thread's status (and pin, metadata) and the wake-up of other
-        processes, as statements of one transaction."""
+        processes, as statements of one transaction. ``insert_thread``: a stateless run's new
+        thread is inserted by them too, busy (else the caller inserted it)."""
         record = prepared.record
         run, insert = self.queue.insert_statement(tenant, record)
         fields: dict[str, Any] = {"status": "busy"}
@@ -427,8 +427,15 @@ class RunService:
             fields["revision_id"] = prepared.pin
         if prepared.thread_metadata is not None:
             fields["metadata"] = prepared.thread_metadata
-        statements = [insert, self.threads.repo.update_statement(tenant, record["thread_id"],
-                                                                 **fields)]
+        if insert_thread and prepared.new_thread is not None:
+            # One row each: the statements may run as one (Storage.execute_together), whose
+            # parts do not see each other's rows, so the thread is inserted as it ends up.
+            thread = self.threads.repo.insert_statement(
+                tenant, record["thread_id"], prepared.new_thread, status="busy",
+                revision_id=prepared.pin)
+        else:
+            thread = self.threads.repo.update_statement(tenant, record["thread_id"], **fields)
+        statements = [insert, thread]
         notify = self.deps.storage.notify_statement(wake_kind(run) if kind is None else kind)
         if notify is not None:
             statements.append(notify)

@@ -221,6 +221,18 @@ class Threads:
             (tenant, thread_id),
         )
 
+    def insert_statement(
+        self, tenant: str, thread_id: str, metadata: dict[str, Any], *, status: str = "idle",
+        revision_id: str | None = None,
+    ) -> tuple[str, list[Any]]:
+        """A new thread's INSERT, for a caller that commits it with others (a stateless run's
+        thread, busy from the start); the id must be new: a clash fails the statement."""
+        now = utcnow()
+        return ("INSERT INTO threads (thread_id, tenant_id, status, metadata, config,"
+                " \"values\", interrupts, created_at, updated_at, revision_id)"
+                " VALUES (?, ?, ?, ?, '{}', NULL, '{}', ?, ?, ?)",
+                [thread_id, tenant, status, dumps(metadata), now, now, revision_id])
+
     async def update(self, tenant: str, thread_id: str, *, tx: Any = None, **fields: Any) -> int:
         return await self.db.execute_in(tx, *self.update_statement(tenant, thread_id, **fields))
 
