@@ -71,3 +71,27 @@ def test_non_json_answers(spec: dict[str, Any]) -> None:
     assert ("post", "/threads/{thread_id}/stream/events") in streams
     assert list(paths["/threads/{thread_id}/runs/{run_id}/trace"]["get"]["responses"]["200"]
                 ["content"]) == ["application/json"]
+
+
+def test_the_run_routes_served_first_shadow_no_other_route() -> None:
+    """The run and cron routers are included before the assistant, thread and store routers
+    (routes are tried in order; creating a run is the hottest request). That order must not
+    change which route answers: no earlier route matches a later one's path and method."""
+    import re
+    import uuid
+
+    from fastapi.routing import APIRoute
+
+    from dockyard.api import assistants, crons, runs, store, threads
+
+    def sample(path: str) -> str:
+        return re.sub(r"\{[^}:]+(:path)?\}",
+                      lambda m: "a/b" if m.group(1) else str(uuid.uuid4()), path)
+
+    early = [r for m in (crons, runs) for r in m.router.routes if isinstance(r, APIRoute)]
+    late = [r for m in (assistants, threads, store) for r in m.router.routes
+            if isinstance(r, APIRoute)]
+    assert len(early) > 10 and len(late) > 10
+    shadowed = [(q.path, r.path) for q in late for r in early
+                if r.methods & q.methods and r.path_regex.match(sample(q.path))]
+    assert shadowed == []

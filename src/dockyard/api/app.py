@@ -195,7 +195,9 @@ def create_app(
         # Thread streaming (commands, events, WebSocket). First: routes match in order, and
         # these are on the time-to-first-token path.
         app.include_router(protocol.router)
-    for name, module in (("assistants", assistants), ("threads", threads), ("runs", runs),
+    # Runs before assistants and threads: FastAPI tries routes in order, and a run's
+    # creation is the hottest request (no path of theirs is one of these).
+    for name, module in (("runs", runs), ("assistants", assistants), ("threads", threads),
                          ("store", store)):
         if not http.get(f"disable_{name}"):
             if name == "runs":  # crons are runs on a schedule: served with the run routes
