@@ -148,11 +148,12 @@ def _serve(args: argparse.Namespace, *, dev: bool) -> int:
            if settings.auth == "none" and not auth.startswith("custom") else ""),
         flush=True,
     )
-    from dockyard.server import serve
+    from dockyard.server import http_protocol, serve
 
     return serve(uvicorn.Config(
         "dockyard.cli:app_factory",
         factory=True,
+        http=http_protocol(),
         host=settings.host,
         port=settings.port,
         reload=reload,
