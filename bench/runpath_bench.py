@@ -286,73 +286,70 @@ async def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="runpath-"))
     variants = [Variant(*spec.split("=", 1), args.mode, tmp, probe=not args.latency_only,
                         trace=args.timeline) for spec in args.variant]
-    if args.timeline:
-        try:
+    try:
+        if args.timeline:
             for v in variants:
                 v.funcs = args.funcs
                 v.start()
                 await timeline(v, args.seq)
-        finally:
-            for v in variants:
-                with contextlib.suppress(Exception):
-                    v.stop()
-            shutil.rmtree(tmp, ignore_errors=True)
-        return
-    if args.latency_only:
-        try:
-            for v in variants:
-                v.start()
-            lats: dict[str, list[float]] = {v.name: [] for v in variants}
-            async with contextlib.AsyncExitStack() as stack:
-                clients = {v.name: await stack.enter_async_context(httpx.AsyncClient(
-                    base_url=f"http://127.0.0.1:{v.port}", timeout=120)) for v in variants}
-                for r in range(args.rounds + 1):  # round 0 warms up
-                    for v in (variants if r % 2 == 0 else variants[::-1]):
-                        c = clients[v.name]
-                        got = [await one_run(c, t) for t in await threads(c, args.seq)]
-                        if r:
-                            lats[v.name].extend(got)
-            for name, lat in lats.items():
-                lat.sort()
-                print(f"## {name} ({args.mode}, no probe): runs.wait p50 "
-                      f"{statistics.median(lat) * 1000:.2f} ms, p90 "
-                      f"{lat[int(len(lat) * 0.9)] * 1000:.2f} ms ({len(lat)} runs)")
-        finally:
-            for v in variants:
-                with contextlib.suppress(Exception):
-                    v.stop()
-            shutil.rmtree(tmp, ignore_errors=True)
-        return
-    results: dict[str, list[dict[str, Any]]] = {v.name: [] for v in variants}
-    try:
-        for v in variants:
-            v.start()
-        for v in variants:  # warm-up
-            await measure(v, 10, 40, args.concurrency)
-        for r in range(args.rounds):
-            for v in (variants if r % 2 == 0 else variants[::-1]):
-                results[v.name].append(await measure(v, args.seq, args.n, args.concurrency))
-        for v in variants:
-            rs = results[v.name]
-            lat = sorted(x for m in rs for x in m["lat"])
-            seqs = [per_run(m["seq"]) for m in rs]
-            pars = [per_run(m["par"]) for m in rs]
-            keys = list(seqs[0])
-            print(f"## {v.name} ({args.mode})")
-            print(f"  runs.wait p50 {statistics.median(lat) * 1000:.1f} ms,"
-                  f" p90 {lat[int(len(lat) * 0.9)] * 1000:.1f} ms;"
-                  f" throughput c={args.concurrency}: "
-                  + ", ".join(f"{m['rps']:.0f}" for m in rs) + " runs/s")
-            for label, rows in (("sequential", seqs), ("concurrent", pars)):
-                print(f"  per run, {label}: " + ", ".join(
-                    f"{k} {statistics.median(row[k] for row in rows):.2f}" for k in keys))
-            if args.breakdown:
-                print(json.dumps(breakdown(rs[-1]["seq"]), indent=1))
+        elif args.latency_only:
+            await latency_only(variants, args)
+        else:
+            await counts(variants, args)
     finally:
         for v in variants:
             with contextlib.suppress(Exception):
                 v.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def latency_only(variants: list[Variant], args: argparse.Namespace) -> None:
+    """Sequential ``runs.wait`` without the probe, rounds alternating between the variants."""
+    for v in variants:
+        v.start()
+    lats: dict[str, list[float]] = {v.name: [] for v in variants}
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {v.name: await stack.enter_async_context(httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{v.port}", timeout=120)) for v in variants}
+        for r in range(args.rounds + 1):  # round 0 warms up
+            for v in (variants if r % 2 == 0 else variants[::-1]):
+                c = clients[v.name]
+                got = [await one_run(c, t) for t in await threads(c, args.seq)]
+                if r:
+                    lats[v.name].extend(got)
+    for name, lat in lats.items():
+        lat.sort()
+        print(f"## {name} ({args.mode}, no probe): runs.wait p50 "
+              f"{statistics.median(lat) * 1000:.2f} ms, p90 "
+              f"{lat[int(len(lat) * 0.9)] * 1000:.2f} ms ({len(lat)} runs)")
+
+
+async def counts(variants: list[Variant], args: argparse.Namespace) -> None:
+    """Per-run counts and CPU, sequential and at ``--concurrency``, rounds alternating."""
+    results: dict[str, list[dict[str, Any]]] = {v.name: [] for v in variants}
+    for v in variants:
+        v.start()
+    for v in variants:  # warm-up
+        await measure(v, 10, 40, args.concurrency)
+    for r in range(args.rounds):
+        for v in (variants if r % 2 == 0 else variants[::-1]):
+            results[v.name].append(await measure(v, args.seq, args.n, args.concurrency))
+    for v in variants:
+        rs = results[v.name]
+        lat = sorted(x for m in rs for x in m["lat"])
+        seqs = [per_run(m["seq"]) for m in rs]
+        pars = [per_run(m["par"]) for m in rs]
+        keys = list(seqs[0])
+        print(f"## {v.name} ({args.mode})")
+        print(f"  runs.wait p50 {statistics.median(lat) * 1000:.1f} ms,"
+              f" p90 {lat[int(len(lat) * 0.9)] * 1000:.1f} ms;"
+              f" throughput c={args.concurrency}: "
+              + ", ".join(f"{m['rps']:.0f}" for m in rs) + " runs/s")
+        for label, rows in (("sequential", seqs), ("concurrent", pars)):
+            print(f"  per run, {label}: " + ", ".join(
+                f"{k} {statistics.median(row[k] for row in rows):.2f}" for k in keys))
+        if args.breakdown:
+            print(json.dumps(breakdown(rs[-1]["seq"]), indent=1))
 
 
 if __name__ == "__main__":

@@ -433,41 +433,6 @@ async def test_set_status_and_active(db: Storage) -> None:
 
 
 @postgres_only
-async def test_concurrent_claims_take_each_run_once(new_database: NewDatabase) -> None:
-    """Workers in several processes (here: several pools) claim with FOR UPDATE SKIP LOCKED."""
-    url = new_database()
-    storages = [PostgresStorage(url) for _ in range(4)]
-    for s in storages:
-        await s.open()
-    try:
-        threads = [new_id() for _ in range(5)]
-        runs = {await _enqueue(RunQueue(storages[0]), threads[i % 5]) for i in range(20)}
-        claimed: list[str] = []
-        running: dict[str, str] = {}
-
-        async def worker(storage: Storage, name: str) -> None:
-            queue = RunQueue(storage)
-            while len(claimed) < len(runs):
-                run = await queue.claim(name, lease_seconds=30)
-                if run is None:
-                    await asyncio.sleep(0.005)
-                    continue
-                assert run["thread_id"] not in running, "two runs of one thread at once"
-                running[run["thread_id"]] = run["run_id"]
-                claimed.append(run["run_id"])
-                await asyncio.sleep(0.002)
-                del running[run["thread_id"]]
-                await queue.finish(run["run_id"], "success")
-
-        await asyncio.wait_for(
-            asyncio.gather(*(worker(s, f"w{i}") for i, s in enumerate(storages))), 30)
-        assert sorted(claimed) == sorted(runs)
-    finally:
-        for s in storages:
-            await s.close()
-
-
-@postgres_only
 async def test_claim_looks_up_the_threads_checkpoint_by_index(db: Storage) -> None:
     """The claim asks whether the run's thread has a root checkpoint. Dockyard's columns are
     TEXT COLLATE "C" and langgraph's checkpoints table uses the default collation: compared as
@@ -512,9 +477,11 @@ async def test_claim_looks_up_the_threads_checkpoint_by_index(db: Storage) -> No
 
 
 @postgres_only
-async def test_concurrent_batch_claims_take_each_run_once(new_database: NewDatabase) -> None:
-    """Batches claimed side by side (FOR UPDATE SKIP LOCKED) share the runs out: each run once,
-    never two runs of one thread at a time."""
+@pytest.mark.parametrize("batch", [1, 4])
+async def test_concurrent_claims_take_each_run_once(new_database: NewDatabase,
+                                                    batch: int) -> None:
+    """Workers in several processes (here: several pools) claim with FOR UPDATE SKIP LOCKED,
+    one run or a batch at a time: each run once, never two runs of one thread at a time."""
     url = new_database()
     storages = [PostgresStorage(url) for _ in range(3)]
     for s in storages:
@@ -533,15 +500,15 @@ async def test_concurrent_batch_claims_take_each_run_once(new_database: NewDatab
         async def worker(storage: Storage, name: str) -> None:
             queue = RunQueue(storage)
             while len(claimed) < len(runs):
-                batch = await queue.claim_many(name, 30, 4)
-                if not batch:
+                taken = await queue.claim_many(name, 30, batch)
+                if not taken:
                     await asyncio.sleep(0.005)
                     continue
-                for run in batch:
+                for run in taken:
                     assert run["thread_id"] not in running, "two runs of one thread at once"
                     running.add(run["thread_id"])
                     claimed.append(run["run_id"])
-                await asyncio.gather(*(work(queue, run) for run in batch))
+                await asyncio.gather(*(work(queue, run) for run in taken))
 
         await asyncio.wait_for(
             asyncio.gather(*(worker(s, f"w{i}") for i, s in enumerate(storages))), 30)

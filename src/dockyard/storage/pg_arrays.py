@@ -50,59 +50,56 @@ def _pack(oid: int, items: list[Any], has_null: bool) -> bytes:
     return _HEAD.pack(1, 1 if has_null else 0, oid, len(items), 1) + b"".join(items)
 
 
-class _TextArrayDumper(Dumper):
+class _ArrayDumper(Dumper):
+    """A one-dimensional array of ``element_oid``, each element packed by ``element``."""
+
     format = Format.BINARY
+    element_oid = 0
+
+    def element(self, x: Any) -> bytes:
+        raise NotImplementedError
+
+    def dump(self, obj: Any) -> bytes:
+        element = self.element
+        has_null = False
+        items = []
+        for x in obj:
+            if x is None:
+                has_null = True
+                items.append(_NULL)
+            else:
+                items.append(element(x))
+        return _pack(self.element_oid, items, has_null)
+
+
+class _TextArrayDumper(_ArrayDumper):
     oid = 1009  # text[]
+    element_oid = _TEXT_OID
 
     def __init__(self, cls: type, context: Any = None) -> None:
         super().__init__(cls, context)
         conn = self.connection
         self._encoding = conn.info.encoding if conn is not None else "utf-8"
 
-    def dump(self, obj: Any) -> bytes:
-        enc = self._encoding
-        has_null = False
-        items = []
-        for x in obj:
-            if x is None:
-                has_null = True
-                items.append(_NULL)
-            else:
-                b = x.encode(enc)
-                items.append(_LEN.pack(len(b)) + b)
-        return _pack(_TEXT_OID, items, has_null)
+    def element(self, x: str) -> bytes:
+        b = x.encode(self._encoding)
+        return _LEN.pack(len(b)) + b
 
 
-class _IntArrayDumper(Dumper):
-    format = Format.BINARY
+class _IntArrayDumper(_ArrayDumper):
     oid = 1007  # integer[]
+    element_oid = _INT4_OID
 
-    def dump(self, obj: Any) -> bytes:
-        has_null = False
-        items = []
-        for x in obj:
-            if x is None:
-                has_null = True
-                items.append(_NULL)
-            else:
-                items.append(_INT.pack(4, x))
-        return _pack(_INT4_OID, items, has_null)
+    def element(self, x: int) -> bytes:
+        return _INT.pack(4, x)
 
 
-class _BlobArrayDumper(Dumper):
-    format = Format.BINARY
+class _BlobArrayDumper(_ArrayDumper):
     oid = 1001  # bytea[]
+    element_oid = _BYTEA_OID
 
-    def dump(self, obj: Any) -> bytes:
-        has_null = False
-        items = []
-        for x in obj:
-            if x is None:
-                has_null = True
-                items.append(_NULL)
-            else:
-                items.append(_LEN.pack(len(x)) + bytes(x))
-        return _pack(_BYTEA_OID, items, has_null)
+    def element(self, x: bytes) -> bytes:
+        return _LEN.pack(len(x)) + bytes(x)
 
 
 psycopg.adapters.register_dumper(TextArray, _TextArrayDumper)
