@@ -354,6 +354,18 @@ async def test_claim_many_takes_a_batch_one_run_per_thread(db: Storage) -> None:
         assert row is not None and row["attempts"] == 1  # each claimed once
 
 
+async def test_claim_many_takes_only_its_revisions_runs(db: Storage) -> None:
+    """A revision's workers claim its runs only, in batches too; the base's workers the rest."""
+    queue = RunQueue(db)
+    pinned = [await _enqueue(queue, new_id(), revision_id="rev-1") for _ in range(2)]
+    base = await _enqueue(queue, new_id())
+    other = await _enqueue(queue, new_id(), revision_id="rev-2")
+    got = await queue.claim_many("w", 30, 4, revision="rev-1")
+    assert sorted(r["run_id"] for r in got) == sorted(pinned)
+    assert [r["run_id"] for r in await queue.claim_many("w", 30, 4)] == [base]
+    assert [r["run_id"] for r in await queue.claim_many("w", 30, 4, revision="rev-2")] == [other]
+
+
 async def test_claim_many_rotates_between_tenants(db: Storage) -> None:
     """A batch takes up to its size from one tenant, and the next starts after it: a burst of
     one tenant does not starve another's runs."""
