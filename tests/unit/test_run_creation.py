@@ -136,19 +136,37 @@ def test_what_the_statement_does_not_know_takes_the_full_path(env: Env) -> None:
 
 def test_a_stateless_run_writes_its_thread_busy_with_the_run(env: Env) -> None:
     """A stateless run's thread is inserted together with the run (one statement on
-    PostgreSQL): busy from the start, naming its graph and assistant, and the run finishes on
-    it like any other."""
-    r = env.c.post("/runs", json={"assistant_id": "g", "input": {}, "after_seconds": 600,
-                                  "on_completion": "keep"})
-    assert r.status_code == 200, r.text
-    run = r.json()
-    thread = env.c.get(f"/threads/{run['thread_id']}").json()
-    assert thread["status"] == "busy"
-    assert thread["metadata"] == {"graph_id": "g", "assistant_id": run["assistant_id"]}
-    assert [x["run_id"] for x in env.c.get(f"/threads/{run['thread_id']}/runs").json()] \
-        == [run["run_id"]]
+    PostgreSQL, which once the assistant has been read needs no read either): busy from the
+    start, naming its graph and assistant, pinned like a thread of a stateful run, and the
+    run finishes on it like any other."""
+    threads = []
+    for _ in range(2):
+        r = env.c.post("/runs", json={"assistant_id": "g", "input": {}, "after_seconds": 600,
+                                      "on_completion": "keep"})
+        assert r.status_code == 200, r.text
+        run = r.json()
+        assert run["kwargs"]["on_completion"] == "keep"
+        thread = env.c.get(f"/threads/{run['thread_id']}").json()
+        assert thread["status"] == "busy"
+        assert thread["metadata"] == {"graph_id": "g", "assistant_id": run["assistant_id"]}
+        assert [x["run_id"] for x in env.c.get(f"/threads/{run['thread_id']}/runs").json()] \
+            == [run["run_id"]]
+        threads.append(run["thread_id"])
+    assert env.reads == (1 if TEST_DATABASE == "postgres" else 2)
+    pins = env.sql("SELECT revision_id FROM threads WHERE thread_id IN (?, ?)", tuple(threads))
+    assert len({p["revision_id"] for p in pins}) == 1
     r = env.c.post("/runs/wait", json={"assistant_id": "g", "input": {},
                                        "on_completion": "keep"})
     assert r.status_code == 200 and r.json() == {"steps": ["s1"]}, r.text
     done = env.c.get(f"/threads/{r.headers['Content-Location'].split('/')[2]}").json()
     assert done["status"] == "idle" and done["values"] == {"steps": ["s1"]}
+    # What a stateless run may not ask for is refused as before (by the full path).
+    r = env.c.post("/runs", json={"assistant_id": "g", "input": {}, "checkpoint_id": "x"})
+    assert r.status_code == 422 and "needs a thread" in r.text
+    # A deployment made since: the statement inserts nothing; the full path routes the run.
+    if TEST_DATABASE == "postgres":
+        reads = env.reads
+        env.sql("INSERT INTO deployments (tenant_id, version, updated_at)"
+                " VALUES ('default', 1, '') RETURNING 1")
+        r = env.c.post("/runs", json={"assistant_id": "g", "input": {}, "after_seconds": 600})
+        assert r.status_code == 200 and env.reads == reads + 1

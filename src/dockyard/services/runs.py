@@ -15,6 +15,7 @@ from dockyard.runtime.streaming import normalize_modes
 from dockyard.runtime.webhooks import UrlPolicy
 from dockyard.serde import json_dumps, json_loads
 from dockyard.services.assistants import AssistantService
+from dockyard.services.deployments import BASE as BASE_PIN
 from dockyard.services.deployments import DeploymentService
 from dockyard.services.ids import check_uuid, is_uuid, new_id
 from dockyard.services.quotas import Limits, QuotaService
@@ -125,20 +126,23 @@ class RunService:
         self, tenant: str, thread_id: str | None, payload: dict[str, Any],
         extra_kwargs: dict[str, Any] | None, run_id: str | None,
     ) -> dict[str, Any] | None:
-        """A run on an existing thread in one statement (PostgreSQL), or None: then ``create``
-        takes the full path, which reads first and raises what it finds wrong.
+        """A run in one statement (PostgreSQL), or None: then ``create`` takes the full path,
+        which reads first and raises what it finds wrong.
 
         ``prepare`` reads the assistant, the thread, its active runs and the deployment
-        routing, then writes. When the strategy is ``enqueue`` (active runs change nothing),
-        no quota counts runs, the assistant was read before and the tenant had no deployment,
-        the write alone decides: its statement updates the thread (busy, pinned to the base
-        where deployments exist, its graph in its metadata) only if the assistant still has
-        the version and graph read before, the thread exists and is not pinned to a revision,
-        and the tenant still has no deployment; then inserts the run and sends the NOTIFY
-        from the updated row. Nothing written: the full path, from its reads."""
+        routing, then writes. When no quota counts runs, the assistant was read before, the
+        tenant had no deployment and, on an existing thread, the strategy is ``enqueue``
+        (active runs change nothing), the write alone decides. Its statement checks that the
+        assistant still has the version and graph read before and the tenant still has no
+        deployment; then it updates the thread (busy, pinned to the base where deployments
+        exist, its graph in its metadata; only if it exists and is not pinned to a revision)
+        or, for a stateless run, inserts its new thread (busy), inserts the run from that row
+        and sends the NOTIFY. Nothing written: the full path, from its reads."""
         storage = self.deps.storage
-        if (not storage.writable_ctes or thread_id is None or not is_uuid(thread_id)
-                or (payload.get("multitask_strategy") or "enqueue") != "enqueue"
+        stateless = thread_id is None
+        if (not storage.writable_ctes or (not stateless and not is_uuid(thread_id or ""))
+                or (not stateless and (payload.get("multitask_strategy") or "enqueue")
+                    != "enqueue")
                 or payload.get("if_not_exists") not in (None, "create", "reject")
                 or (self.deployments is not None and tenant not in self._undeployed)):
             return None
@@ -150,37 +154,49 @@ class RunService:
             limits = await self._admit(tenant)
             if limits is not None and (limits.max_concurrent_runs or limits.runs_per_minute):
                 return None
-            await self.check(payload, stateless=False)
+            await self.check(payload, stateless=stateless)
         except DockyardError:
             return None  # the full path raises it, after the checks that come first there
         graph_id, version = seen
-        tid = check_uuid(thread_id, "thread_id")
+        tid = new_id() if stateless else check_uuid(thread_id or "", "thread_id")
         record = self._record(payload, run_id=run_id, revision=None, thread_id=tid,
                               assistant_id=assistant_id, graph_id=graph_id, version=version,
-                              temporary=False, extra_kwargs=extra_kwargs)
+                              temporary=stateless, extra_kwargs=extra_kwargs)
         run, (insert, insert_params) = self.queue.insert_statement(tenant, record, when="th")
         notify = storage.notify_statement(wake_kind(run))
         assert notify is not None  # PostgreSQL
-        pin, deployed = ("", "") if self.deployments is None else (
-            " revision_id = COALESCE(revision_id, 'base'),",
-            " AND (revision_id IS NULL OR revision_id = 'base')"
-            " AND NOT EXISTS (SELECT 1 FROM deployments WHERE tenant_id = ?)")
+        deployed = "" if self.deployments is None else \
+            " AND NOT EXISTS (SELECT 1 FROM deployments WHERE tenant_id = ?)"
+        deployed_params = [] if self.deployments is None else [tenant]
+        if stateless:
+            thread_sql, thread_params = self.threads.repo.insert_statement(
+                tenant, tid, {"graph_id": graph_id, "assistant_id": assistant_id},
+                status="busy", revision_id=None if self.deployments is None else BASE_PIN,
+                where="EXISTS (SELECT 1 FROM a)" + deployed)
+            thread_params = [*thread_params, *deployed_params]
+        else:
+            pin = "" if self.deployments is None else " revision_id = COALESCE(revision_id, 'base'),"
+            unpinned = "" if self.deployments is None else \
+                " AND (revision_id IS NULL OR revision_id = 'base')"
+            thread_sql = (
+                f"UPDATE threads SET status = 'busy',{pin}"
+                " metadata = CASE WHEN metadata -> 'graph_id' IS DISTINCT FROM to_jsonb(?::text)"
+                " OR NOT jsonb_exists(metadata, 'assistant_id') THEN metadata"
+                " || jsonb_build_object('graph_id', ?::text, 'assistant_id', ?::text)"
+                " ELSE metadata END, updated_at = ?"
+                f" WHERE tenant_id = ? AND thread_id = ? AND EXISTS (SELECT 1 FROM a)"
+                f"{unpinned}{deployed}")
+            thread_params = [graph_id, graph_id, assistant_id, run["created_at"], tenant, tid,
+                             *deployed_params]
         sql = (
             "WITH a AS (SELECT 1 FROM assistants WHERE tenant_id = ? AND assistant_id = ?"
             " AND version = ? AND graph_id = ?),"
-            f" th AS (UPDATE threads SET status = 'busy',{pin}"
-            " metadata = CASE WHEN metadata -> 'graph_id' IS DISTINCT FROM to_jsonb(?::text)"
-            " OR NOT jsonb_exists(metadata, 'assistant_id') THEN metadata"
-            " || jsonb_build_object('graph_id', ?::text, 'assistant_id', ?::text)"
-            " ELSE metadata END, updated_at = ?"
-            f" WHERE tenant_id = ? AND thread_id = ? AND EXISTS (SELECT 1 FROM a){deployed}"
-            " RETURNING thread_id),"
+            f" th AS ({thread_sql} RETURNING thread_id),"
             f" r AS ({insert} RETURNING run_id)"
             f" {notify[0]} FROM r"  # SELECT pg_notify(…): a row if the run was inserted
         )
-        params = [tenant, assistant_id, version, graph_id, graph_id, graph_id, assistant_id,
-                  run["created_at"], tenant, tid, *([tenant] if deployed else []),
-                  *insert_params, *notify[1]]
+        params = [tenant, assistant_id, version, graph_id, *thread_params, *insert_params,
+                  *notify[1]]
         if not await storage.fetchall(sql, params):
             return None
         return run

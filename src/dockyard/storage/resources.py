@@ -223,15 +223,22 @@ class Threads:
 
     def insert_statement(
         self, tenant: str, thread_id: str, metadata: dict[str, Any], *, status: str = "idle",
-        revision_id: str | None = None,
+        revision_id: str | None = None, where: str | None = None,
     ) -> tuple[str, list[Any]]:
         """A new thread's INSERT, for a caller that commits it with others (a stateless run's
-        thread, busy from the start); the id must be new: a clash fails the statement."""
+        thread, busy from the start); the id must be new: a clash fails the statement.
+
+        ``where``: a condition of the caller's statement (PostgreSQL): the row is inserted only
+        if it holds."""
         now = utcnow()
-        return ("INSERT INTO threads (thread_id, tenant_id, status, metadata, config,"
-                " \"values\", interrupts, created_at, updated_at, revision_id)"
-                " VALUES (?, ?, ?, ?, '{}', NULL, '{}', ?, ?, ?)",
-                [thread_id, tenant, status, dumps(metadata), now, now, revision_id])
+        cols = ("INSERT INTO threads (thread_id, tenant_id, status, metadata, config,"
+                " \"values\", interrupts, created_at, updated_at, revision_id)")
+        # A SELECT list does not take its values' types from the columns, as VALUES does.
+        values = " VALUES (?, ?, ?, ?, '{}', NULL, '{}', ?, ?, ?)" if where is None else (
+            " SELECT ?, ?, ?, ?::jsonb, '{}'::jsonb, NULL::jsonb, '{}'::jsonb, ?, ?, ?"
+            f" WHERE {where}")
+        return cols + values, [thread_id, tenant, status, dumps(metadata), now, now,
+                               revision_id]
 
     async def update(self, tenant: str, thread_id: str, *, tx: Any = None, **fields: Any) -> int:
         return await self.db.execute_in(tx, *self.update_statement(tenant, thread_id, **fields))
