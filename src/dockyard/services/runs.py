@@ -107,7 +107,7 @@ class RunService:
             if limits is None or not (limits.max_concurrent_runs or limits.runs_per_minute):
                 # Nothing to read inside the transaction: its statements go as one batch (one
                 # round trip and one commit on PostgreSQL), a stateless run's new thread too.
-                run, statements = self._write_statements(tenant, prepared, insert_thread=True)
+                run, statements = self._write_statements(tenant, prepared)
                 await self.deps.storage.execute_together(statements)
             else:
                 async with self.deps.storage.transaction() as tx:
@@ -419,11 +419,8 @@ class RunService:
         with the wake-up of other processes' workers (``notify_statement``, ``kind``: by default
         the run's ``wake_kind``), which their commit sends; the caller commits it and then
         wakes this process with ``notify(…, others_told=True)``."""
-        record = prepared.record
         if self.quotas is not None and prepared.limits is not None:
             await self.quotas.check_run(tx, tenant, prepared.limits)
-        if prepared.new_thread is not None:
-            await self.threads.repo.insert(tenant, record["thread_id"], prepared.new_thread, tx=tx)
         run, statements = self._write_statements(tenant, prepared, kind=kind)
         for sql, params in statements:
             await self.deps.storage.execute_in(tx, sql, params)
@@ -431,11 +428,9 @@ class RunService:
 
     def _write_statements(
         self, tenant: str, prepared: PreparedRun, *, kind: str | None = None,
-        insert_thread: bool = False,
     ) -> tuple[dict[str, Any], list[tuple[str, Sequence[Any]]]]:
-        """The run's row, the thread's status (and pin, metadata) and the wake-up of other
-        processes, as statements of one transaction. ``insert_thread``: a stateless run's new
-        thread is inserted by them too, busy (else the caller inserted it)."""
+        """The run's row, the thread's status (and pin, metadata) or a stateless run's new
+        thread, busy, and the wake-up of other processes, as statements of one transaction."""
         record = prepared.record
         run, insert = self.queue.insert_statement(tenant, record)
         fields: dict[str, Any] = {"status": "busy"}
@@ -443,7 +438,7 @@ class RunService:
             fields["revision_id"] = prepared.pin
         if prepared.thread_metadata is not None:
             fields["metadata"] = prepared.thread_metadata
-        if insert_thread and prepared.new_thread is not None:
+        if prepared.new_thread is not None:
             # One row each: the statements may run as one (Storage.execute_together), whose
             # parts do not see each other's rows, so the thread is inserted as it ends up.
             thread = self.threads.repo.insert_statement(

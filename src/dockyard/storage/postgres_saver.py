@@ -455,15 +455,12 @@ class PooledPostgresSaver(AsyncPostgresSaver):
             await self._flush_last(holding, thread_id)  # this statement goes after it
             if (metadata.get("source") == "input" and not checkpoint_ns
                     and (thread_id, checkpoint_ns) not in holding.inputs):
-                # Held back: it rides in the run's next statement for this thread.
-                channels, versions, dumped, head = self._checkpoint_rows(
-                    config, checkpoint, metadata, new_versions, copy, blobs, learnt,
-                    parent_key, [])
+                # Held back: it rides in the run's next statement for this thread, as
+                # HELD_CTES (PUT_CHECKPOINT_SQL's inserts, renamed): the same parameters.
+                _, params = self._put_statement(config, checkpoint, metadata, new_versions,
+                                                copy, blobs, learnt, parent_key, [], None)
                 holding.inputs[(thread_id, checkpoint_ns)] = _Held(
-                    thread_id, checkpoint_ns, checkpoint["id"], HELD_CTES, (
-                        thread_id, checkpoint_ns, TextArray(channels), TextArray(versions),
-                        TextArray([d[0] for d in dumped]), BlobArray([d[1] for d in dumped]),
-                        *head), learnt)
+                    thread_id, checkpoint_ns, checkpoint["id"], HELD_CTES, params, learnt)
                 return saved
         if pending := self._inflight.get(parent_key):
             await asyncio.wait(list(pending))

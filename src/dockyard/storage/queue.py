@@ -48,6 +48,14 @@ def _candidates(cols: str, tenant: str, revision_cond: str, limit: int, lock: st
     )
 
 
+def _revision_filter(revision: str | None) -> tuple[str, tuple[str, ...]]:
+    """The claim's condition on a candidate's revision (None: the base's runs), and its
+    parameters."""
+    if revision is None:
+        return " AND r.revision_id IS NULL", ()
+    return " AND r.revision_id = ?", (revision,)
+
+
 # A claimed run's key (PostgreSQL's claim only): whether its thread had a root checkpoint at the
 # claim. False lets the executor skip reading the thread's latest checkpoint (there is none).
 RUN_THREAD_CHECKPOINTED = "_thread_checkpointed"
@@ -179,13 +187,11 @@ class RunQueue:
         at a time, oldest first. ``tenant_limit`` / ``assistant_limit`` cap running runs
         (0 = no cap).
         """
-        now = utcnow()
-        revision_cond = " AND r.revision_id IS NULL" if revision is None else " AND r.revision_id = ?"
-        revision_params: tuple[str, ...] = () if revision is None else (revision,)
         if self.db.writable_ctes and not tenant_limit and not assistant_limit:
-            runs = await self._claim_in_one_statement(
-                worker_id, lease_seconds, now, revision_cond, revision_params, 1)
+            runs = await self._claim_in_one_statement(worker_id, lease_seconds, revision, 1)
             return runs[0] if runs else None
+        now = utcnow()
+        revision_cond, revision_params = _revision_filter(revision)
         # Read outside any transaction (it locks nothing): an idle worker's claim is one
         # round trip, and ``saw_pending`` tells the pool that no run is even delayed.
         tenants = [r["tenant_id"] for r in await self.db.fetchall(PENDING_TENANTS)]
@@ -232,11 +238,7 @@ class RunQueue:
         a quantum of ``limit``; the next claim starts after the last tenant served). With
         caps, or on SQLite, runs are claimed one at a time (``claim``)."""
         if limit > 1 and self.db.writable_ctes and not tenant_limit and not assistant_limit:
-            revision_cond = " AND r.revision_id IS NULL" if revision is None \
-                else " AND r.revision_id = ?"
-            return await self._claim_in_one_statement(
-                worker_id, lease_seconds, utcnow(), revision_cond,
-                () if revision is None else (revision,), limit)
+            return await self._claim_in_one_statement(worker_id, lease_seconds, revision, limit)
         runs: list[dict[str, Any]] = []
         while len(runs) < limit:
             run = await self.claim(worker_id, lease_seconds, tenant_limit=tenant_limit,
@@ -249,8 +251,7 @@ class RunQueue:
         return runs
 
     async def _claim_in_one_statement(
-        self, worker_id: str, lease_seconds: float, now: str, revision_cond: str,
-        revision_params: tuple[str, ...], limit: int,
+        self, worker_id: str, lease_seconds: float, revision: str | None, limit: int,
     ) -> list[dict[str, Any]]:
         """``claim_many`` without caps, on a dialect with writable CTEs: list the tenants with
         pending runs, pick up to ``limit`` claimable runs from the tenants after the one
@@ -265,6 +266,8 @@ class RunQueue:
         LOCKED``, pulled one at a time). A thread gives one run at most: its oldest pending
         run, and none while one of its runs is running. ``limit`` is written into the
         statement (an int): one prepared statement per batch size, planned for its limit."""
+        now = utcnow()
+        revision_cond, revision_params = _revision_filter(revision)
         rows = await self.db.fetchall(
             _TENANTS_CTE + ","
             " c AS (SELECT x.claim_id FROM (SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL"

@@ -206,14 +206,8 @@ class Threads:
         if_exists: str = "raise", tx: Any = None,
     ) -> dict[str, Any] | None:
         """Insert; returns None if the id exists and ``if_exists`` is 'raise'."""
-        now = utcnow()
-        n = await self.db.execute_in(
-            tx,
-            "INSERT INTO threads (thread_id, tenant_id, status, metadata, config, \"values\","
-            " interrupts, created_at, updated_at) VALUES (?, ?, 'idle', ?, '{}', NULL, '{}',"
-            " ?, ?) ON CONFLICT DO NOTHING",
-            (thread_id, tenant, dumps(metadata), now, now),
-        )
+        sql, params = self.insert_statement(tenant, thread_id, metadata)
+        n = await self.db.execute_in(tx, sql + " ON CONFLICT DO NOTHING", params)
         if n == 0:
             return None
         return await self.db.fetchone_in(
